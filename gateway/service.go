@@ -1,0 +1,144 @@
+// Package gateway is the domain of spgateway: referrals, their Tasks, the
+// rules that govern them, routing, and the Service that carries them out over
+// a Store. It depends on nothing outside the standard library, so the rules
+// can be read and tested on their own.
+package gateway
+
+import (
+	"context"
+	"crypto/rand"
+	"errors"
+	"fmt"
+	"time"
+)
+
+// Config is what the Service needs from configuration.
+type Config struct {
+	Store         Store
+	Organizations []Organization
+	Routing       []RoutingRule
+	// RelaxNHSNumberCheck skips the Modulus 11 check digit (test
+	// environments only).
+	RelaxNHSNumberCheck bool
+	// Now and NewID default to the wall clock and random UUIDs.
+	Now   func() time.Time
+	NewID func() string
+}
+
+// Service carries out what clients ask, checking who may do what.
+type Service struct {
+	store   Store
+	dir     Directory
+	orgs    []Organization
+	routing []RoutingRule
+	relaxed bool
+	now     func() time.Time
+	newID   func() string
+}
+
+// NewService returns a Service, or an error naming what is missing or
+// inconsistent in cfg.
+func NewService(cfg Config) (*Service, error) {
+	if cfg.Store == nil {
+		return nil, errors.New("gateway.NewService: no store")
+	}
+	s := &Service{
+		store:   cfg.Store,
+		dir:     NewDirectory(cfg.Organizations),
+		orgs:    cfg.Organizations,
+		routing: cfg.Routing,
+		relaxed: cfg.RelaxNHSNumberCheck,
+		now:     cfg.Now,
+		newID:   cfg.NewID,
+	}
+	if s.now == nil {
+		s.now = time.Now
+	}
+	if s.newID == nil {
+		s.newID = NewUUID
+	}
+	for i, r := range cfg.Routing {
+		if r.Practice != "" && !s.dir.Is(r.Practice, OrgPractice) {
+			return nil, fmt.Errorf("gateway.NewService: routing rule %d: %q is not a practice", i, r.Practice)
+		}
+		if !s.dir.Is(r.Provider, OrgProvider) {
+			return nil, fmt.Errorf("gateway.NewService: routing rule %d: %q is not a provider", i, r.Provider)
+		}
+	}
+	return s, nil
+}
+
+// Ready reports whether the service can serve: its store answers and is
+// migrated.
+func (s *Service) Ready(ctx context.Context) error {
+	return s.store.Ping(ctx)
+}
+
+// Read returns the current version (version 0) or a given version of a
+// resource the caller may read. It returns CodeForbidden for a type the
+// caller's role may not read and CodeNotFound for anything else it may not
+// see.
+func (s *Service) Read(ctx context.Context, p Principal, typ, id string, version int) (Resource, error) {
+	if err := authorize(p, ActionRead, typ); err != nil {
+		return Resource{}, err
+	}
+	var res Resource
+	err := s.store.View(ctx, func(v View) error {
+		var err error
+		res, err = v.GetFor(ctx, p.Org, typ, id, version)
+		return err
+	})
+	return res, err
+}
+
+// Search runs q for the caller: q.Org is always the caller's organisation.
+// It returns CodeForbidden for a type (or included type) the caller's role
+// may not search.
+func (s *Service) Search(ctx context.Context, p Principal, q SearchQuery) (SearchPage, error) {
+	if err := authorize(p, ActionSearch, q.Type); err != nil {
+		return SearchPage{}, err
+	}
+	for _, inc := range q.Includes {
+		if err := authorize(p, ActionRead, inc.Type); err != nil {
+			return SearchPage{}, err
+		}
+	}
+	q.Org = p.Org
+	var page SearchPage
+	err := s.store.View(ctx, func(v View) error {
+		var err error
+		page, err = v.Search(ctx, q)
+		return err
+	})
+	return page, err
+}
+
+// Organization returns a configured organisation. Organisations are public
+// within the gateway: every client may read them.
+func (s *Service) Organization(p Principal, code string) (Organization, error) {
+	if err := authorize(p, ActionRead, TypeOrganization); err != nil {
+		return Organization{}, err
+	}
+	o, ok := s.dir[code]
+	if !ok {
+		return Organization{}, Errorf(CodeNotFound, "Organization/%s is not known", code)
+	}
+	return o, nil
+}
+
+// Organizations returns every configured organisation, in configuration order.
+func (s *Service) Organizations(p Principal) ([]Organization, error) {
+	if err := authorize(p, ActionSearch, TypeOrganization); err != nil {
+		return nil, err
+	}
+	return s.orgs, nil
+}
+
+// NewUUID returns a random (version 4) UUID.
+func NewUUID() string {
+	var b [16]byte
+	_, _ = rand.Read(b[:]) // crypto/rand.Read never fails
+	b[6] = b[6]&0x0f | 0x40
+	b[8] = b[8]&0x3f | 0x80
+	return fmt.Sprintf("%x-%x-%x-%x-%x", b[0:4], b[4:6], b[6:8], b[8:10], b[10:16])
+}

@@ -1,0 +1,232 @@
+package store
+
+import (
+	"context"
+	"fmt"
+	"strings"
+
+	"github.com/spgateway/spgateway/gateway"
+)
+
+// columns maps the simple fields to their columns. Only these names ever
+// reach SQL text; every value is bound.
+var columns = map[gateway.Field]string{
+	gateway.FieldID:             "v.id",
+	gateway.FieldPractice:       "v.practice",
+	gateway.FieldProvider:       "v.provider",
+	gateway.FieldPatient:        "v.patient_id",
+	gateway.FieldReferral:       "v.referral_id",
+	gateway.FieldStatus:         "v.status",
+	gateway.FieldBusinessStatus: "v.business_status",
+	gateway.FieldLastUpdated:    "v.last_updated",
+	gateway.FieldAuthored:       "v.authored",
+	gateway.FieldModified:       "v.modified",
+}
+
+// query accumulates a WHERE clause and its arguments.
+type query struct {
+	where []string
+	args  []any
+}
+
+func (q *query) add(cond string, args ...any) {
+	q.where = append(q.where, cond)
+	q.args = append(q.args, args...)
+}
+
+func (q *query) sql() string { return strings.Join(q.where, " AND ") }
+
+// asOf restricts alias to the versions current at change snap.
+func asOf(alias string, snap int64) (string, []any) {
+	return fmt.Sprintf("%[1]s.seq <= ? AND (%[1]s.superseded_seq IS NULL OR %[1]s.superseded_seq > ?)", alias), []any{snap, snap}
+}
+
+func placeholders(n int) string {
+	return strings.TrimSuffix(strings.Repeat("?, ", n), ", ")
+}
+
+// tokenCondition matches resource_identifiers alias i against any of toks.
+func tokenCondition(toks []gateway.Token) (string, []any) {
+	var ors []string
+	var args []any
+	for _, t := range toks {
+		switch {
+		case t.NoSystem:
+			ors = append(ors, "(i.system = '' AND i.value = ?)")
+			args = append(args, t.Value)
+		case t.System == "":
+			ors = append(ors, "i.value = ?")
+			args = append(args, t.Value)
+		case t.Value == "":
+			ors = append(ors, "i.system = ?")
+			args = append(args, t.System)
+		default:
+			ors = append(ors, "(i.system = ? AND i.value = ?)")
+			args = append(args, t.System, t.Value)
+		}
+	}
+	return "(" + strings.Join(ors, " OR ") + ")", args
+}
+
+// dateCondition compares column col with one bound: the indexed value is a
+// point in time, the bound a period.
+func dateCondition(col string, b gateway.DateBound) (string, []any, error) {
+	lo, hi := b.Period.Start.UnixMicro(), b.Period.End.UnixMicro()
+	switch b.Op {
+	case gateway.OpEq:
+		return fmt.Sprintf("(%s >= ? AND %s < ?)", col, col), []any{lo, hi}, nil
+	case gateway.OpNe:
+		return fmt.Sprintf("(%s < ? OR %s >= ?)", col, col), []any{lo, hi}, nil
+	case gateway.OpGt:
+		return col + " >= ?", []any{hi}, nil
+	case gateway.OpGe:
+		return col + " >= ?", []any{lo}, nil
+	case gateway.OpLt:
+		return col + " < ?", []any{lo}, nil
+	case gateway.OpLe:
+		return col + " < ?", []any{hi}, nil
+	}
+	return "", nil, fmt.Errorf("comparator %q", b.Op)
+}
+
+func (q *query) filter(f gateway.Filter, snap int64) error {
+	switch {
+	case len(f.Values) == 0 && len(f.Tokens) == 0 && len(f.Dates) == 0:
+		q.add("1 = 0")
+	case f.Field == gateway.FieldIdentifier:
+		cond, args := tokenCondition(f.Tokens)
+		q.add("EXISTS (SELECT 1 FROM resource_identifiers i WHERE i.seq = v.seq AND "+cond+")", args...)
+	case f.Field == gateway.FieldPatientIdentifier:
+		cond, args := tokenCondition(f.Tokens)
+		vis, visArgs := asOf("p", snap)
+		q.add(`v.patient_id IN (SELECT p.id FROM resource_versions p JOIN resource_identifiers i ON i.seq = p.seq
+			WHERE p.type = 'Patient' AND `+vis+` AND `+cond+`)`, append(visArgs, args...)...)
+	case f.Field.IsDate():
+		var ors []string
+		var args []any
+		for _, b := range f.Dates {
+			cond, a, err := dateCondition(columns[f.Field], b)
+			if err != nil {
+				return err
+			}
+			ors = append(ors, cond)
+			args = append(args, a...)
+		}
+		q.add("("+strings.Join(ors, " OR ")+")", args...)
+	default:
+		col, ok := columns[f.Field]
+		if !ok {
+			return fmt.Errorf("field %d", f.Field)
+		}
+		args := make([]any, len(f.Values))
+		for i, v := range f.Values {
+			args[i] = v
+		}
+		q.add(col+" IN ("+placeholders(len(args))+")", args...)
+	}
+	return nil
+}
+
+// Search returns one page of q's matches as they were at the query's
+// snapshot (the view's own for a first page), in change order, with the
+// resources they include. Every statement is restricted to what q.Org may
+// read.
+func (v *view) Search(ctx context.Context, q gateway.SearchQuery) (gateway.SearchPage, error) {
+	if q.Org == "" {
+		return gateway.SearchPage{}, gateway.Errorf(gateway.CodeInvalid, "a search needs an organisation")
+	}
+	snap := q.Snapshot
+	if snap <= 0 || snap > v.snapshot {
+		snap = v.snapshot
+	}
+	var w query
+	w.add("v.type = ?", q.Type)
+	vis, visArgs := asOf("v", snap)
+	w.add(vis, visArgs...)
+	w.add(accessible, q.Org)
+	for _, f := range q.Filters {
+		if err := w.filter(f, snap); err != nil {
+			return gateway.SearchPage{}, gateway.Internal("store.Search", err)
+		}
+	}
+	page := gateway.SearchPage{Total: -1, Snapshot: snap}
+	if q.Total {
+		if err := v.tx.GetContext(ctx, &page.Total, v.d.rebind(`SELECT COUNT(*) FROM resource_versions v WHERE `+w.sql()), w.args...); err != nil {
+			return page, gateway.Internal("store.Search", err)
+		}
+	}
+	if q.Count <= 0 {
+		return page, nil
+	}
+	order := "ASC"
+	if q.Descending {
+		order = "DESC"
+		if q.After > 0 {
+			w.add("v.seq < ?", q.After)
+		}
+	} else if q.After > 0 {
+		w.add("v.seq > ?", q.After)
+	}
+	var rows []row
+	err := v.tx.SelectContext(ctx, &rows, v.d.rebind(`SELECT `+rowColumns+` FROM resource_versions v WHERE `+w.sql()+
+		` ORDER BY v.seq `+order+` LIMIT ?`), append(w.args, q.Count+1)...)
+	if err != nil {
+		return page, gateway.Internal("store.Search", err)
+	}
+	if len(rows) > q.Count {
+		page.More = true
+		rows = rows[:q.Count]
+	}
+	page.Matches = make([]gateway.Resource, len(rows))
+	for i, r := range rows {
+		page.Matches[i] = r.toResource()
+	}
+	for _, inc := range q.Includes {
+		included, err := v.include(ctx, q.Org, snap, inc, page.Matches)
+		if err != nil {
+			return page, err
+		}
+		page.Included = append(page.Included, included...)
+	}
+	return page, nil
+}
+
+// include fetches, as of snap, the resources of type inc.Type that the
+// matches refer to through inc.Field and that org may read.
+func (v *view) include(ctx context.Context, org string, snap int64, inc gateway.Include, matches []gateway.Resource) ([]gateway.Resource, error) {
+	seen := map[string]bool{}
+	var ids []any
+	for _, m := range matches {
+		var id string
+		switch inc.Field {
+		case gateway.FieldReferral:
+			id = m.Index.ReferralID
+		case gateway.FieldPatient:
+			id = m.Index.PatientID
+		default:
+			return nil, gateway.Internal("store.Search", fmt.Errorf("include through field %d", inc.Field))
+		}
+		if id != "" && !seen[id] {
+			seen[id] = true
+			ids = append(ids, id)
+		}
+	}
+	if len(ids) == 0 {
+		return nil, nil
+	}
+	var w query
+	w.add("v.type = ?", inc.Type)
+	w.add("v.id IN ("+placeholders(len(ids))+")", ids...)
+	vis, visArgs := asOf("v", snap)
+	w.add(vis, visArgs...)
+	w.add(accessible, org)
+	var rows []row
+	if err := v.tx.SelectContext(ctx, &rows, v.d.rebind(`SELECT `+rowColumns+` FROM resource_versions v WHERE `+w.sql()+` ORDER BY v.seq`), w.args...); err != nil {
+		return nil, gateway.Internal("store.Search", err)
+	}
+	out := make([]gateway.Resource, len(rows))
+	for i, r := range rows {
+		out[i] = r.toResource()
+	}
+	return out, nil
+}

@@ -1,0 +1,232 @@
+// Package store keeps FHIR resources for the gateway in SQLite (embedded,
+// pure Go) or PostgreSQL, through sqlx. The SQL is shared; what differs
+// between the engines sits in dialect.go and in one migrations folder each.
+//
+// Every version of every resource is a row of resource_versions. Writers are
+// serialised on the change_clock row, so change sequence numbers (seq) follow
+// commit order on both engines; a search cursor is a position in that order
+// plus the snapshot seq of its first page, which is why paging never skips or
+// repeats a row while others write.
+package store
+
+import (
+	"context"
+	"embed"
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	_ "github.com/jackc/pgx/v5/stdlib" // registers the "pgx" driver
+	"github.com/jmoiron/sqlx"
+	"github.com/pressly/goose/v3"
+	"github.com/pressly/goose/v3/lock"
+	_ "modernc.org/sqlite" // registers the "sqlite" driver
+
+	"github.com/spgateway/spgateway/gateway"
+)
+
+//go:embed migrations
+var migrations embed.FS
+
+// The supported engines.
+const (
+	DriverSQLite   = "sqlite"
+	DriverPostgres = "postgres"
+)
+
+// Config says where the database is.
+type Config struct {
+	// Driver is DriverSQLite or DriverPostgres.
+	Driver string
+	// DSN is a file path for SQLite (its folder is created) and a
+	// connection URL for PostgreSQL.
+	DSN string
+	// MaxReaders caps concurrent read connections (default 8).
+	MaxReaders int
+	// Now is the clock (default time.Now).
+	Now func() time.Time
+}
+
+// Store implements gateway.Store.
+type Store struct {
+	d      dialect
+	writer *sqlx.DB // SQLite: one connection, BEGIN IMMEDIATE; PostgreSQL: the pool
+	reader *sqlx.DB // SQLite: query_only connections; PostgreSQL: the same pool
+	now    func() time.Time
+}
+
+var _ gateway.Store = (*Store)(nil)
+
+// Open connects to the database and brings its schema up to date.
+func Open(ctx context.Context, cfg Config) (*Store, error) {
+	s, err := connect(cfg)
+	if err != nil {
+		return nil, err
+	}
+	if err := s.Migrate(ctx); err != nil {
+		s.Close()
+		return nil, err
+	}
+	return s, nil
+}
+
+func connect(cfg Config) (*Store, error) {
+	if cfg.DSN == "" {
+		return nil, errors.New("store.Open: no DSN")
+	}
+	if cfg.MaxReaders <= 0 {
+		cfg.MaxReaders = 8
+	}
+	s := &Store{now: cfg.Now}
+	if s.now == nil {
+		s.now = time.Now
+	}
+	switch cfg.Driver {
+	case DriverSQLite:
+		s.d = sqliteDialect
+		path := strings.TrimPrefix(cfg.DSN, "file:")
+		if i := strings.IndexByte(path, '?'); i >= 0 {
+			return nil, errors.New("store.Open: give SQLite a file path; the gateway sets the connection options")
+		}
+		if dir := filepath.Dir(path); dir != "" {
+			if err := os.MkdirAll(dir, 0o750); err != nil {
+				return nil, fmt.Errorf("store.Open: %w", err)
+			}
+		}
+		const opts = "_pragma=busy_timeout(10000)&_pragma=journal_mode(WAL)&_pragma=synchronous(NORMAL)&_pragma=foreign_keys(1)"
+		w, err := sqlx.Open("sqlite", "file:"+path+"?"+opts+"&_txlock=immediate")
+		if err != nil {
+			return nil, fmt.Errorf("store.Open: %w", err)
+		}
+		// One writer: SQLite has one write lock; queueing for it in the
+		// pool is cheaper and fairer than spinning on SQLITE_BUSY.
+		w.SetMaxOpenConns(1)
+		w.SetMaxIdleConns(1)
+		w.SetConnMaxLifetime(0)
+		r, err := sqlx.Open("sqlite", "file:"+path+"?"+opts+"&_pragma=query_only(1)")
+		if err != nil {
+			w.Close()
+			return nil, fmt.Errorf("store.Open: %w", err)
+		}
+		r.SetMaxOpenConns(cfg.MaxReaders)
+		r.SetMaxIdleConns(cfg.MaxReaders)
+		r.SetConnMaxLifetime(0)
+		s.writer, s.reader = w, r
+	case DriverPostgres:
+		s.d = postgresDialect
+		db, err := sqlx.Open("pgx", cfg.DSN)
+		if err != nil {
+			return nil, fmt.Errorf("store.Open: %w", err)
+		}
+		db.SetMaxOpenConns(cfg.MaxReaders + 4)
+		db.SetMaxIdleConns(cfg.MaxReaders + 4)
+		db.SetConnMaxIdleTime(5 * time.Minute)
+		s.writer, s.reader = db, db
+	default:
+		return nil, fmt.Errorf("store.Open: unknown driver %q (want %s or %s)", cfg.Driver, DriverSQLite, DriverPostgres)
+	}
+	return s, nil
+}
+
+// Migrate applies the embedded migrations that the database lacks. On
+// PostgreSQL it holds an advisory lock, so replicas starting together
+// migrate once.
+func (s *Store) Migrate(ctx context.Context) error {
+	fsys, err := fs.Sub(migrations, "migrations/"+s.d.name)
+	if err != nil {
+		return fmt.Errorf("store.Migrate: %w", err)
+	}
+	opts := []goose.ProviderOption{goose.WithDisableGlobalRegistry(true)}
+	if s.d.name == DriverPostgres {
+		locker, err := lock.NewPostgresSessionLocker()
+		if err != nil {
+			return fmt.Errorf("store.Migrate: %w", err)
+		}
+		opts = append(opts, goose.WithSessionLocker(locker))
+	}
+	p, err := goose.NewProvider(s.d.goose, s.writer.DB, fsys, opts...)
+	if err != nil {
+		return fmt.Errorf("store.Migrate: %w", err)
+	}
+	if _, err := p.Up(ctx); err != nil {
+		return fmt.Errorf("store.Migrate: %w", err)
+	}
+	return nil
+}
+
+// Close closes the connections.
+func (s *Store) Close() error {
+	err := s.writer.Close()
+	if s.reader != s.writer {
+		err = errors.Join(err, s.reader.Close())
+	}
+	return err
+}
+
+// Ping checks that the database answers and holds the gateway's schema.
+func (s *Store) Ping(ctx context.Context) error {
+	var seq int64
+	if err := s.reader.GetContext(ctx, &seq, `SELECT seq FROM change_clock WHERE id = 1`); err != nil {
+		return gateway.Internal("store.Ping", err)
+	}
+	return nil
+}
+
+// View runs fn in a read-only transaction, a consistent snapshot.
+func (s *Store) View(ctx context.Context, fn func(gateway.View) error) error {
+	tx, err := s.reader.BeginTxx(ctx, s.d.readTx)
+	if err != nil {
+		return gateway.Internal("store.View", err)
+	}
+	defer tx.Rollback()
+	v := &view{tx: tx, d: s.d}
+	if err := tx.GetContext(ctx, &v.snapshot, `SELECT seq FROM change_clock WHERE id = 1`); err != nil {
+		return gateway.Internal("store.View", err)
+	}
+	if err := fn(v); err != nil {
+		return err
+	}
+	if err := tx.Commit(); err != nil {
+		return gateway.Internal("store.View", err)
+	}
+	return nil
+}
+
+// Update runs fn in a write transaction. It first locks the change clock, so
+// writers run one at a time and their sequence numbers follow commit order.
+func (s *Store) Update(ctx context.Context, fn func(gateway.Tx) error) error {
+	tx, err := s.writer.BeginTxx(ctx, nil)
+	if err != nil {
+		return gateway.Internal("store.Update", err)
+	}
+	defer tx.Rollback()
+	var clock struct {
+		Seq         int64 `db:"seq"`
+		LastUpdated int64 `db:"last_updated"`
+	}
+	if err := tx.GetContext(ctx, &clock, s.d.lockClock); err != nil {
+		return gateway.Internal("store.Update", err)
+	}
+	now := s.now().UTC().Truncate(time.Microsecond)
+	if last := time.UnixMicro(clock.LastUpdated).UTC(); !now.After(last) {
+		now = last.Add(time.Microsecond)
+	}
+	t := &writeTx{view: view{tx: tx, d: s.d, snapshot: clock.Seq}, now: now}
+	if err := fn(t); err != nil {
+		return err
+	}
+	if t.snapshot != clock.Seq {
+		if _, err := tx.ExecContext(ctx, s.d.rebind(`UPDATE change_clock SET seq = ?, last_updated = ? WHERE id = 1`),
+			t.snapshot, now.UnixMicro()); err != nil {
+			return gateway.Internal("store.Update", err)
+		}
+	}
+	if err := tx.Commit(); err != nil {
+		return gateway.Internal("store.Update", err)
+	}
+	return nil
+}

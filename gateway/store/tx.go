@@ -1,0 +1,225 @@
+package store
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/jmoiron/sqlx"
+
+	"github.com/spgateway/spgateway/gateway"
+)
+
+// row is a resource_versions row. It is the store's own model: conversions
+// to and from gateway.Resource are explicit (toResource, Put).
+type row struct {
+	Seq            int64          `db:"seq"`
+	Type           string         `db:"type"`
+	ID             string         `db:"id"`
+	Version        int            `db:"version"`
+	LastUpdated    int64          `db:"last_updated"`
+	Practice       sql.NullString `db:"practice"`
+	Provider       sql.NullString `db:"provider"`
+	PatientID      sql.NullString `db:"patient_id"`
+	ReferralID     sql.NullString `db:"referral_id"`
+	Status         sql.NullString `db:"status"`
+	BusinessStatus sql.NullString `db:"business_status"`
+	KeySystem      sql.NullString `db:"key_system"`
+	KeyValue       sql.NullString `db:"key_value"`
+	Authored       sql.NullInt64  `db:"authored"`
+	Modified       sql.NullInt64  `db:"modified"`
+	ContentHash    sql.NullString `db:"content_hash"`
+	Body           []byte         `db:"body"`
+}
+
+const rowColumns = `v.seq, v.type, v.id, v.version, v.last_updated, v.practice, v.provider, v.patient_id, v.referral_id,
+	v.status, v.business_status, v.key_system, v.key_value, v.authored, v.modified, v.content_hash, v.body`
+
+func (r row) toResource() gateway.Resource {
+	res := gateway.Resource{
+		Type:        r.Type,
+		ID:          r.ID,
+		Version:     r.Version,
+		LastUpdated: time.UnixMicro(r.LastUpdated).UTC(),
+		Seq:         r.Seq,
+		Body:        r.Body,
+		Index: gateway.Index{
+			Practice:       r.Practice.String,
+			Provider:       r.Provider.String,
+			PatientID:      r.PatientID.String,
+			ReferralID:     r.ReferralID.String,
+			Status:         r.Status.String,
+			BusinessStatus: r.BusinessStatus.String,
+			Key:            gateway.Identifier{System: r.KeySystem.String, Value: r.KeyValue.String},
+			ContentHash:    r.ContentHash.String,
+		},
+	}
+	if r.Authored.Valid {
+		res.Index.Authored = time.UnixMicro(r.Authored.Int64).UTC()
+	}
+	if r.Modified.Valid {
+		res.Index.Modified = time.UnixMicro(r.Modified.Int64).UTC()
+	}
+	return res
+}
+
+func nullString(s string) sql.NullString { return sql.NullString{String: s, Valid: s != ""} }
+
+func nullMicros(t time.Time) sql.NullInt64 {
+	return sql.NullInt64{Int64: t.UnixMicro(), Valid: !t.IsZero()}
+}
+
+// view implements gateway.View inside one transaction.
+type view struct {
+	tx       *sqlx.Tx
+	d        dialect
+	snapshot int64
+}
+
+func (v *view) Snapshot() int64 { return v.snapshot }
+
+func (v *view) get(ctx context.Context, org, typ, id string, version int) (gateway.Resource, error) {
+	q := `SELECT ` + rowColumns + ` FROM resource_versions v WHERE v.type = ? AND v.id = ?`
+	args := []any{typ, id}
+	if version > 0 {
+		q += ` AND v.version = ?`
+		args = append(args, version)
+	} else {
+		q += ` AND v.superseded_seq IS NULL`
+	}
+	if org != "" {
+		q += ` AND ` + accessible
+		args = append(args, org)
+	}
+	var r row
+	err := v.tx.GetContext(ctx, &r, v.d.rebind(q), args...)
+	if errors.Is(err, sql.ErrNoRows) {
+		if version > 0 {
+			return gateway.Resource{}, gateway.Errorf(gateway.CodeNotFound, "%s/%s/_history/%d is not known", typ, id, version)
+		}
+		return gateway.Resource{}, gateway.Errorf(gateway.CodeNotFound, "%s/%s is not known", typ, id)
+	}
+	if err != nil {
+		return gateway.Resource{}, gateway.Internal("store.Get", err)
+	}
+	return r.toResource(), nil
+}
+
+// accessible restricts v to what the organisation bound to its ? may read.
+const accessible = `EXISTS (SELECT 1 FROM resource_access a WHERE a.org = ? AND a.type = v.type AND a.id = v.id)`
+
+func (v *view) Get(ctx context.Context, typ, id string, version int) (gateway.Resource, error) {
+	return v.get(ctx, "", typ, id, version)
+}
+
+func (v *view) GetFor(ctx context.Context, org, typ, id string, version int) (gateway.Resource, error) {
+	if org == "" {
+		return gateway.Resource{}, gateway.Errorf(gateway.CodeNotFound, "%s/%s is not known", typ, id)
+	}
+	return v.get(ctx, org, typ, id, version)
+}
+
+func (v *view) GetByKey(ctx context.Context, typ, practice string, key gateway.Identifier) (gateway.Resource, error) {
+	var r row
+	err := v.tx.GetContext(ctx, &r, v.d.rebind(`SELECT `+rowColumns+` FROM resource_versions v
+		WHERE v.type = ? AND v.practice = ? AND v.key_system = ? AND v.key_value = ? AND v.superseded_seq IS NULL`),
+		typ, practice, key.System, key.Value)
+	if errors.Is(err, sql.ErrNoRows) {
+		return gateway.Resource{}, gateway.Errorf(gateway.CodeNotFound, "no %s with that identifier", typ)
+	}
+	if err != nil {
+		return gateway.Resource{}, gateway.Internal("store.GetByKey", err)
+	}
+	return r.toResource(), nil
+}
+
+func (v *view) ByReferral(ctx context.Context, referralID string) ([]gateway.Resource, error) {
+	var rows []row
+	err := v.tx.SelectContext(ctx, &rows, v.d.rebind(`SELECT `+rowColumns+` FROM resource_versions v
+		WHERE v.referral_id = ? AND v.superseded_seq IS NULL ORDER BY v.seq`), referralID)
+	if err != nil {
+		return nil, gateway.Internal("store.ByReferral", err)
+	}
+	out := make([]gateway.Resource, len(rows))
+	for i, r := range rows {
+		out[i] = r.toResource()
+	}
+	return out, nil
+}
+
+// writeTx implements gateway.Tx. Its snapshot is the last sequence number it
+// has given out.
+type writeTx struct {
+	view
+	now time.Time
+}
+
+func (t *writeTx) Now() time.Time { return t.now }
+
+func (t *writeTx) Put(ctx context.Context, r *gateway.Resource) error {
+	seq := t.snapshot + 1
+	switch {
+	case r.Version == 1:
+	case r.Version > 1:
+		res, err := t.tx.ExecContext(ctx, t.d.rebind(`UPDATE resource_versions SET superseded_seq = ?
+			WHERE type = ? AND id = ? AND version = ? AND superseded_seq IS NULL`), seq, r.Type, r.ID, r.Version-1)
+		if err != nil {
+			return gateway.Internal("store.Put", err)
+		}
+		if n, err := res.RowsAffected(); err != nil || n != 1 {
+			return &gateway.Error{Code: gateway.CodeConflict, Err: gateway.ErrStaleVersion,
+				Issues: []gateway.Issue{{Message: fmt.Sprintf("%s/%s is no longer at version %d", r.Type, r.ID, r.Version-1)}}}
+		}
+	default:
+		return gateway.Internal("store.Put", fmt.Errorf("version %d", r.Version))
+	}
+	x := r.Index
+	res, err := t.tx.ExecContext(ctx, t.d.rebind(`INSERT INTO resource_versions
+		(seq, type, id, version, last_updated, practice, provider, patient_id, referral_id, status, business_status,
+		 key_system, key_value, authored, modified, content_hash, body)
+		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+		ON CONFLICT (type, practice, key_system, key_value) WHERE superseded_seq IS NULL AND key_value IS NOT NULL
+		DO NOTHING`),
+		seq, r.Type, r.ID, r.Version, t.now.UnixMicro(),
+		nullString(x.Practice), nullString(x.Provider), nullString(x.PatientID), nullString(x.ReferralID),
+		nullString(x.Status), nullString(x.BusinessStatus), nullString(x.Key.System), nullString(x.Key.Value),
+		nullMicros(x.Authored), nullMicros(x.Modified), nullString(x.ContentHash), string(r.Body))
+	if err != nil {
+		return gateway.Internal("store.Put", err)
+	}
+	if n, err := res.RowsAffected(); err != nil || n != 1 {
+		return &gateway.Error{Code: gateway.CodeConflict, Err: gateway.ErrDuplicateKey,
+			Issues: []gateway.Issue{{Message: fmt.Sprintf("another %s has this identifier", r.Type)}}}
+	}
+	for _, id := range x.Identifiers {
+		if id.Value == "" {
+			continue
+		}
+		if _, err := t.tx.ExecContext(ctx, t.d.rebind(`INSERT INTO resource_identifiers (seq, system, value)
+			VALUES (?, ?, ?) ON CONFLICT DO NOTHING`), seq, id.System, id.Value); err != nil {
+			return gateway.Internal("store.Put", err)
+		}
+	}
+	if err := t.Grant(ctx, r.Type, r.ID, x.Access...); err != nil {
+		return err
+	}
+	t.snapshot = seq
+	r.Seq, r.LastUpdated = seq, t.now
+	return nil
+}
+
+func (t *writeTx) Grant(ctx context.Context, typ, id string, orgs ...string) error {
+	for _, org := range orgs {
+		if strings.TrimSpace(org) == "" {
+			continue
+		}
+		if _, err := t.tx.ExecContext(ctx, t.d.rebind(`INSERT INTO resource_access (org, type, id)
+			VALUES (?, ?, ?) ON CONFLICT DO NOTHING`), org, typ, id); err != nil {
+			return gateway.Internal("store.Grant", err)
+		}
+	}
+	return nil
+}
