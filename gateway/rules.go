@@ -75,14 +75,14 @@ type PatientView struct {
 
 // TaskView is a Task the practice sent with its referral.
 type TaskView struct {
-	At              []string
-	Status          string
-	Intent          string
-	FocusIsRequest  bool
-	ForPresent      bool
-	ForIsPatient    bool
-	Requester       OrgRef
-	Owner           OrgRef
+	At             []string
+	Status         string
+	Intent         string
+	FocusIsRequest bool
+	ForPresent     bool
+	ForIsPatient   bool
+	Requester      OrgRef
+	Owner          OrgRef
 }
 
 // at returns elem under each base path.
