@@ -2,6 +2,7 @@ package gateway
 
 import (
 	"errors"
+	"regexp"
 	"strings"
 	"time"
 )
@@ -15,6 +16,13 @@ type Period struct {
 
 var errDateFormat = errors.New("not a FHIR date (YYYY, YYYY-MM or YYYY-MM-DD)")
 var errDateTimeFormat = errors.New("not a FHIR dateTime (a date, or YYYY-MM-DDThh:mm:ss[.fff] with Z or an offset)")
+
+// timePart is the time of a FHIR dateTime or instant, from the T on (the FHIR
+// R4 regex, less the leap second, which time.Parse does not take). time.Parse
+// alone is not enough: when its RFC 3339 fast path fails it falls back to a
+// lenient parser that takes a one-digit hour, a comma before the fraction and
+// offsets up to 24:59.
+var timePart = regexp.MustCompile(`^T([01][0-9]|2[0-3]):[0-5][0-9]:[0-5][0-9](\.[0-9]{1,9})?(Z|[+-]((0[0-9]|1[0-3]):[0-5][0-9]|14:00))$`)
 
 // ParseDate parses a FHIR date (no time part). Dates have no zone; they are
 // read as UTC days.
@@ -56,7 +64,7 @@ func ParseDateTime(s string) (Period, error) {
 		}
 		return p, nil
 	}
-	if i != 10 {
+	if i != 10 || !timePart.MatchString(s[i:]) {
 		return Period{}, errDateTimeFormat
 	}
 	t, err := time.Parse(time.RFC3339Nano, s)

@@ -17,8 +17,8 @@ type Config struct {
 	Store         Store
 	Organizations []Organization
 	Routing       []RoutingRule
-	// RelaxNHSNumberCheck skips the Modulus 11 check digit (test
-	// environments only).
+	// RelaxNHSNumberCheck accepts an NHS number whose last digit does not
+	// match its Modulus 11 check (test environments only).
 	RelaxNHSNumberCheck bool
 	// Now and NewID default to the wall clock and random UUIDs.
 	Now   func() time.Time
