@@ -1,0 +1,56 @@
+package fhir
+
+import (
+	"encoding/json"
+
+	"github.com/spgateway/spgateway/gateway"
+)
+
+// checkJSON refuses a body that is not one JSON value or nests objects and
+// arrays deeper than maxDepth. The depth is counted first, in one pass that
+// allocates nothing, so no parser ever recurses into a hostile document.
+func checkJSON(body []byte, maxDepth int) error {
+	if d := jsonDepth(body, maxDepth); d > maxDepth {
+		return gateway.Errorf(gateway.CodeInvalid, "the JSON nests deeper than %d levels", maxDepth)
+	}
+	if !json.Valid(body) {
+		return gateway.Errorf(gateway.CodeInvalid, "the body is not valid JSON")
+	}
+	return nil
+}
+
+// jsonDepth returns the deepest nesting of objects and arrays in doc,
+// stopping as soon as it exceeds limit. It only has to be right for valid
+// JSON; for anything else json.Valid has the last word.
+func jsonDepth(doc []byte, limit int) int {
+	depth, deepest := 0, 0
+	inString, escaped := false, false
+	for _, c := range doc {
+		if inString {
+			switch {
+			case escaped:
+				escaped = false
+			case c == '\\':
+				escaped = true
+			case c == '"':
+				inString = false
+			}
+			continue
+		}
+		switch c {
+		case '"':
+			inString = true
+		case '{', '[':
+			depth++
+			if depth > deepest {
+				deepest = depth
+				if deepest > limit {
+					return deepest
+				}
+			}
+		case '}', ']':
+			depth--
+		}
+	}
+	return deepest
+}

@@ -1,0 +1,276 @@
+package fhir
+
+import (
+	"errors"
+	"net/http"
+	"net/url"
+	"regexp"
+	"strconv"
+	"strings"
+
+	"github.com/gin-gonic/gin"
+
+	"github.com/spgateway/spgateway/gateway"
+	"github.com/spgateway/spgateway/mapping"
+)
+
+// idPattern is the FHIR id syntax; anything else cannot name a resource.
+var idPattern = regexp.MustCompile(`^[A-Za-z0-9.-]{1,64}$`)
+
+// Prefer: return=… values.
+const (
+	returnMinimal        = "minimal"
+	returnRepresentation = "representation"
+	returnOutcome        = "OperationOutcome"
+)
+
+type preferences struct {
+	ret    string
+	strict bool
+}
+
+// prefer reads the Prefer header (RFC 7240): return= and handling=.
+func prefer(c *gin.Context, defaultReturn string) preferences {
+	p := preferences{ret: defaultReturn}
+	for _, h := range c.Request.Header.Values("Prefer") {
+		for _, part := range strings.FieldsFunc(h, func(r rune) bool { return r == ',' || r == ';' }) {
+			k, v, _ := strings.Cut(strings.TrimSpace(part), "=")
+			v = strings.Trim(strings.TrimSpace(v), `"`)
+			switch strings.ToLower(strings.TrimSpace(k)) {
+			case "return":
+				switch v {
+				case returnMinimal, returnRepresentation, returnOutcome:
+					p.ret = v
+				}
+			case "handling":
+				p.strict = v == "strict"
+			}
+		}
+	}
+	return p
+}
+
+func (s *Server) metadata(c *gin.Context) error {
+	s.writeJSON(c, http.StatusOK, s.capability)
+	return nil
+}
+
+func (s *Server) notOffered(c *gin.Context) error {
+	typ := c.Param("type")
+	if _, ok := lookupDef(typ); !ok {
+		return gateway.Errorf(gateway.CodeNotFound, "resource type %q is not served here", typ)
+	}
+	return gateway.Errorf(gateway.CodeMethodNotAllowed, "%s %s is not supported", c.Request.Method, typ)
+}
+
+// read answers GET /fhir/{type}/{id}.
+func (s *Server) read(c *gin.Context) error {
+	return s.readVersion(c, interactionRead, 0)
+}
+
+// vread answers GET /fhir/{type}/{id}/_history/{vid}.
+func (s *Server) vread(c *gin.Context) error {
+	vid, err := strconv.Atoi(c.Param("vid"))
+	if err != nil || vid < 1 {
+		return gateway.Errorf(gateway.CodeInvalid, "a version id is a whole number from 1")
+	}
+	return s.readVersion(c, interactionVread, vid)
+}
+
+func (s *Server) readVersion(c *gin.Context, i interaction, version int) error {
+	typ, id := c.Param("type"), c.Param("id")
+	if _, err := resourceFor(typ, i); err != nil {
+		return err
+	}
+	if !idPattern.MatchString(id) {
+		return gateway.Errorf(gateway.CodeNotFound, "%s/%s is not known", typ, id)
+	}
+	var res gateway.Resource
+	if typ == gateway.TypeOrganization {
+		o, err := s.svc.Organization(principal(c), id)
+		if err != nil {
+			return err
+		}
+		if version > 1 {
+			return gateway.Errorf(gateway.CodeNotFound, "%s/%s/_history/%d is not known", typ, id, version)
+		}
+		res = s.organization(o)
+	} else {
+		var err error
+		if res, err = s.svc.Read(c.Request.Context(), principal(c), typ, id, version); err != nil {
+			return err
+		}
+	}
+	c.Header("ETag", etag(res.Version))
+	c.Header("Last-Modified", lastModified(res))
+	s.writeJSON(c, http.StatusOK, res.Body)
+	return nil
+}
+
+func (s *Server) organization(o gateway.Organization) gateway.Resource {
+	return gateway.Resource{Type: gateway.TypeOrganization, ID: o.Code, Version: 1, LastUpdated: s.started,
+		Body: mapping.Organization(o, s.started)}
+}
+
+// search answers GET /fhir/{type}?….
+func (s *Server) search(c *gin.Context) error {
+	return s.runSearch(c, c.Request.URL.Query())
+}
+
+// searchPost answers POST /fhir/{type}/_search with form parameters, which
+// keeps NHS numbers out of URLs and their logs.
+func (s *Server) searchPost(c *gin.Context) error {
+	params := c.Request.URL.Query()
+	if c.ContentType() == "application/x-www-form-urlencoded" {
+		body, err := s.readRaw(c)
+		if err != nil {
+			return err
+		}
+		form, err := url.ParseQuery(string(body))
+		if err != nil {
+			return gateway.Errorf(gateway.CodeInvalid, "the form body is not valid")
+		}
+		for k, vs := range form {
+			params[k] = append(params[k], vs...)
+		}
+	}
+	return s.runSearch(c, params)
+}
+
+func (s *Server) runSearch(c *gin.Context, params url.Values) error {
+	def, err := resourceFor(c.Param("type"), interactionSearch)
+	if err != nil {
+		return err
+	}
+	ps, err := s.parseSearch(def, params, prefer(c, "").strict)
+	if err != nil {
+		return err
+	}
+	self := s.base + "/" + def.typ
+	selfLinks := ps.links
+	if ps.cursor != nil {
+		selfLinks = withParam(ps.links, "_cursor", params.Get("_cursor"))
+	}
+	if q := selfLinks.Encode(); q != "" {
+		self += "?" + q
+	}
+	if def.typ == gateway.TypeOrganization {
+		return s.searchOrganizations(c, ps, self)
+	}
+	page, err := s.svc.Search(c.Request.Context(), principal(c), ps.query)
+	if err != nil {
+		return err
+	}
+	total := page.Total
+	if ps.cursor != nil {
+		total = int(ps.cursor.total)
+	}
+	next := ""
+	if page.More && len(page.Matches) > 0 {
+		cur := cursor{snapshot: page.Snapshot, after: page.Matches[len(page.Matches)-1].Seq,
+			total: int64(total), desc: ps.query.Descending, query: ps.hash}
+		links := withParam(ps.links, "_count", strconv.Itoa(ps.query.Count))
+		next = s.base + "/" + def.typ + "?" + withParam(links, "_cursor", cur.encode()).Encode()
+	}
+	s.writeJSON(c, http.StatusOK, s.searchset(self, next, total, page.Matches, page.Included))
+	return nil
+}
+
+func withParam(v url.Values, key, value string) url.Values {
+	out := make(url.Values, len(v)+1)
+	for k, vs := range v {
+		out[k] = vs
+	}
+	out.Set(key, value)
+	return out
+}
+
+// searchOrganizations searches the configured organisations: a handful, so
+// all matches come in one page.
+func (s *Server) searchOrganizations(c *gin.Context, ps *parsedSearch, self string) error {
+	orgs, err := s.svc.Organizations(principal(c))
+	if err != nil {
+		return err
+	}
+	var matches []gateway.Resource
+	for _, o := range orgs {
+		ok := true
+		for _, f := range ps.orgs {
+			ok = ok && f(o)
+		}
+		if ok {
+			matches = append(matches, s.organization(o))
+		}
+	}
+	total := len(matches)
+	if ps.query.Count == 0 {
+		matches = nil
+	}
+	s.writeJSON(c, http.StatusOK, s.searchset(self, "", total, matches, nil))
+	return nil
+}
+
+// create answers POST /fhir/{type}: a referral as a single ServiceRequest.
+func (s *Server) create(c *gin.Context) error {
+	typ := c.Param("type")
+	if _, err := resourceFor(typ, interactionCreate); err != nil {
+		return err
+	}
+	body, err := s.readBody(c)
+	if err != nil {
+		return err
+	}
+	ref, err := mapping.ParseServiceRequest(body, c.GetHeader("If-None-Exist"))
+	if err != nil {
+		return err
+	}
+	res, err := s.svc.SubmitReferral(c.Request.Context(), principal(c), ref)
+	if err != nil {
+		return err
+	}
+	var sr *gateway.Resource
+	for i, e := range ref.Entries {
+		if e.Part == gateway.PartRequest {
+			sr = res.Entries[i].Resource
+		}
+	}
+	if sr == nil {
+		return gateway.Internal("create", errors.New("no ServiceRequest in the result"))
+	}
+	status, msg := http.StatusOK, "this referral was received before: nothing was written"
+	if res.Created {
+		status, msg = http.StatusCreated, "created"
+	}
+	location := s.basePath + "/" + sr.Type + "/" + sr.ID + "/_history/" + strconv.Itoa(sr.Version)
+	c.Header("Location", location)
+	c.Header("Content-Location", location)
+	c.Header("ETag", etag(sr.Version))
+	c.Header("Last-Modified", lastModified(*sr))
+	switch prefer(c, returnRepresentation).ret {
+	case returnMinimal:
+		c.Status(status)
+	case returnOutcome:
+		s.writeJSON(c, status, information(msg))
+	default:
+		s.writeJSON(c, status, sr.Body)
+	}
+	return nil
+}
+
+// transaction answers POST /fhir: a referral as a transaction Bundle.
+func (s *Server) transaction(c *gin.Context) error {
+	body, err := s.readBody(c)
+	if err != nil {
+		return err
+	}
+	ref, err := mapping.ParseTransaction(body)
+	if err != nil {
+		return err
+	}
+	res, err := s.svc.SubmitReferral(c.Request.Context(), principal(c), ref)
+	if err != nil {
+		return err
+	}
+	s.writeJSON(c, http.StatusOK, s.transactionResponse(res, prefer(c, returnMinimal).ret))
+	return nil
+}

@@ -1,0 +1,191 @@
+package fhir
+
+import (
+	"strings"
+
+	"github.com/spgateway/spgateway/gateway"
+)
+
+// The registry of what the API offers. Routing, search parsing and the
+// CapabilityStatement all read it, so the statement lists exactly what is
+// implemented.
+
+type interaction string
+
+const (
+	interactionRead   interaction = "read"
+	interactionVread  interaction = "vread"
+	interactionSearch interaction = "search-type"
+	interactionCreate interaction = "create"
+)
+
+type paramType string
+
+const (
+	paramToken     paramType = "token"
+	paramReference paramType = "reference"
+	paramDate      paramType = "date"
+	paramString    paramType = "string"
+)
+
+type searchParam struct {
+	name  string
+	typ   paramType
+	field gateway.Field
+	// target is the resource type a reference parameter refers to.
+	target string
+	// system is the code system a token parameter's codes belong to;
+	// values in another system match nothing.
+	system string
+	doc    string
+}
+
+type includeDef struct {
+	name   string // e.g. "Task:focus"
+	field  gateway.Field
+	target string
+}
+
+type resourceDef struct {
+	typ               string
+	interactions      []interaction
+	params            []searchParam
+	includes          []includeDef
+	conditionalCreate bool
+	doc               string
+}
+
+func (d *resourceDef) offers(i interaction) bool {
+	for _, x := range d.interactions {
+		if x == i {
+			return true
+		}
+	}
+	return false
+}
+
+func (d *resourceDef) param(name string) (searchParam, bool) {
+	for _, p := range d.params {
+		if p.name == name {
+			return p, true
+		}
+	}
+	return searchParam{}, false
+}
+
+var (
+	paramID          = searchParam{name: "_id", typ: paramToken, field: gateway.FieldID, doc: "Logical id; several ids separated by commas"}
+	paramLastUpdated = searchParam{name: "_lastUpdated", typ: paramDate, field: gateway.FieldLastUpdated, doc: "When the resource last changed (meta.lastUpdated), with prefixes eq, ne, gt, ge, lt, le, sa, eb"}
+	paramPatient     = searchParam{name: "patient", typ: paramReference, field: gateway.FieldPatient, target: gateway.TypePatient,
+		doc: "The patient (Patient/{id}); patient:identifier=system|value and patient.identifier=system|value search by NHS number"}
+	paramIdentifier = searchParam{name: "identifier", typ: paramToken, field: gateway.FieldIdentifier, doc: "A business identifier: system|value, value, system| or |value"}
+)
+
+var resourceDefs = []resourceDef{
+	{
+		typ:               gateway.TypeServiceRequest,
+		interactions:      []interaction{interactionRead, interactionVread, interactionSearch, interactionCreate},
+		conditionalCreate: true,
+		doc: "A social prescribing referral. Create with a contained Patient, Patient/{id} or an NHS number identifier as subject; " +
+			"the practice's identifier makes a repeated create return the existing referral (200).",
+		params: []searchParam{
+			paramID, paramLastUpdated, paramIdentifier, paramPatient,
+			{name: "requester", typ: paramReference, field: gateway.FieldPractice, target: gateway.TypeOrganization, doc: "The referring practice (Organization/{ods})"},
+			{name: "performer", typ: paramReference, field: gateway.FieldProvider, target: gateway.TypeOrganization, doc: "The provider the referral was routed to (Organization/{code})"},
+			{name: "status", typ: paramToken, field: gateway.FieldStatus, doc: "active, revoked, completed…"},
+			{name: "authored", typ: paramDate, field: gateway.FieldAuthored, doc: "ServiceRequest.authoredOn"},
+		},
+	},
+	{
+		typ:          gateway.TypeTask,
+		interactions: []interaction{interactionRead, interactionVread, interactionSearch},
+		doc:          "The fulfilment Task of a referral, created by the gateway and owned by the provider it was routed to.",
+		params: []searchParam{
+			paramID, paramLastUpdated, paramPatient,
+			{name: "owner", typ: paramReference, field: gateway.FieldProvider, target: gateway.TypeOrganization, doc: "The provider (Organization/{code})"},
+			{name: "requester", typ: paramReference, field: gateway.FieldPractice, target: gateway.TypeOrganization, doc: "The referring practice (Organization/{ods})"},
+			{name: "status", typ: paramToken, field: gateway.FieldStatus, doc: "requested, received, accepted, rejected, in-progress, on-hold, completed, cancelled, failed"},
+			{name: "business-status", typ: paramToken, field: gateway.FieldBusinessStatus, system: gateway.SystemBusinessStatus, doc: "A code of " + gateway.SystemBusinessStatus},
+			{name: "focus", typ: paramReference, field: gateway.FieldReferral, target: gateway.TypeServiceRequest, doc: "The referral (ServiceRequest/{id})"},
+			{name: "modified", typ: paramDate, field: gateway.FieldModified, doc: "Task.lastModified"},
+		},
+		includes: []includeDef{
+			{name: "Task:focus", field: gateway.FieldReferral, target: gateway.TypeServiceRequest},
+			{name: "Task:patient", field: gateway.FieldPatient, target: gateway.TypePatient},
+		},
+	},
+	{
+		typ:          gateway.TypePatient,
+		interactions: []interaction{interactionRead, interactionVread, interactionSearch},
+		doc:          "Patients of the referrals the client may see; one per practice and NHS number, updated by later referrals.",
+		params:       []searchParam{paramID, paramLastUpdated, paramIdentifier},
+	},
+	{
+		typ:          gateway.TypeCondition,
+		interactions: []interaction{interactionRead, interactionVread, interactionSearch},
+		doc:          "Reasons for referral, sent in a referral Bundle.",
+		params:       []searchParam{paramID, paramLastUpdated, paramPatient},
+	},
+	{
+		typ:          gateway.TypeConsent,
+		interactions: []interaction{interactionRead, interactionVread, interactionSearch},
+		doc:          "The patient's consent to share, sent in a referral Bundle.",
+		params:       []searchParam{paramID, paramLastUpdated, paramPatient},
+	},
+	{
+		typ:          gateway.TypeOrganization,
+		interactions: []interaction{interactionRead, interactionVread, interactionSearch},
+		doc:          "Practices and providers from the gateway's configuration; the id is the ODS code or local id.",
+		params: []searchParam{
+			{name: "_id", typ: paramToken, doc: "The code"},
+			{name: "identifier", typ: paramToken, doc: "system|value; the system is " + gateway.SystemODS},
+			{name: "name", typ: paramString, doc: "Name, case-insensitive prefix; name:exact and name:contains"},
+		},
+	},
+}
+
+func lookupDef(typ string) (*resourceDef, bool) {
+	for i := range resourceDefs {
+		if resourceDefs[i].typ == typ {
+			return &resourceDefs[i], true
+		}
+	}
+	return nil, false
+}
+
+// resourceFor returns the definition of typ when it offers i: CodeNotFound
+// for a type the server does not serve, CodeMethodNotAllowed for an
+// interaction it does not offer on the type.
+func resourceFor(typ string, i interaction) (*resourceDef, error) {
+	d, ok := lookupDef(typ)
+	if !ok {
+		return nil, gateway.Errorf(gateway.CodeNotFound, "resource type %q is not served here", typ)
+	}
+	if !d.offers(i) {
+		return nil, gateway.Errorf(gateway.CodeMethodNotAllowed, "%s does not support %s", typ, i)
+	}
+	return d, nil
+}
+
+// allowed returns the Allow header for a type's type-level (instance false)
+// or instance-level endpoint.
+func (s *Server) allowed(typ string, instance bool) string {
+	d, ok := lookupDef(typ)
+	if !ok {
+		return ""
+	}
+	var methods []string
+	if instance {
+		if d.offers(interactionRead) {
+			methods = append(methods, "GET")
+		}
+	} else {
+		if d.offers(interactionSearch) {
+			methods = append(methods, "GET")
+		}
+		if d.offers(interactionCreate) {
+			methods = append(methods, "POST")
+		}
+	}
+	return strings.Join(methods, ", ")
+}
