@@ -60,6 +60,7 @@ func (s *Server) parseSearch(def *resourceDef, params url.Values, strict bool) (
 				return nil, badParam("_count must be a whole number ≥ 0")
 			}
 			ps.query.Count = min(count, s.cfg.MaxCount)
+			ps.links.Set(key, strconv.Itoa(ps.query.Count))
 			continue
 		case "_sort":
 			v, err := single(key, values)

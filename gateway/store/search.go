@@ -90,9 +90,17 @@ func dateCondition(col string, b gateway.DateBound) (string, []any, error) {
 }
 
 func (q *query) filter(f gateway.Filter, snap int64) error {
-	switch {
-	case len(f.Values) == 0 && len(f.Tokens) == 0 && len(f.Dates) == 0:
+	if len(f.Values) == 0 && len(f.Tokens) == 0 && len(f.Dates) == 0 {
 		q.add("1 = 0")
+		return nil
+	}
+	// A field takes one kind of value; another kind would leave its list
+	// empty (invalid SQL on PostgreSQL, no match on SQLite).
+	if len(f.Tokens) > 0 && !f.Field.IsToken() || len(f.Dates) > 0 && !f.Field.IsDate() ||
+		len(f.Values) > 0 && (f.Field.IsToken() || f.Field.IsDate()) {
+		return fmt.Errorf("field %d does not take the values given", f.Field)
+	}
+	switch {
 	case f.Field == gateway.FieldIdentifier:
 		cond, args := tokenCondition(f.Tokens)
 		q.add("EXISTS (SELECT 1 FROM resource_identifiers i WHERE i.seq = v.seq AND "+cond+")", args...)
@@ -146,7 +154,12 @@ func (v *view) Search(ctx context.Context, q gateway.SearchQuery) (gateway.Searc
 	w.add(accessible, q.Org)
 	for _, f := range q.Filters {
 		if err := w.filter(f, snap); err != nil {
-			return gateway.SearchPage{}, gateway.Internal("store.Search", err)
+			return gateway.SearchPage{}, gateway.Errorf(gateway.CodeInvalid, "cannot run this search: %v", err)
+		}
+	}
+	for _, inc := range q.Includes {
+		if inc.Field != gateway.FieldReferral && inc.Field != gateway.FieldPatient {
+			return gateway.SearchPage{}, gateway.Errorf(gateway.CodeInvalid, "cannot include through field %d", inc.Field)
 		}
 	}
 	page := gateway.SearchPage{Total: -1, Snapshot: snap}

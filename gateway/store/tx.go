@@ -161,6 +161,7 @@ func (t *writeTx) Now() time.Time { return t.now }
 
 func (t *writeTx) Put(ctx context.Context, r *gateway.Resource) error {
 	seq := t.snapshot + 1
+	x := r.Index
 	switch {
 	case r.Version == 1:
 	case r.Version > 1:
@@ -170,19 +171,19 @@ func (t *writeTx) Put(ctx context.Context, r *gateway.Resource) error {
 			return gateway.Internal("store.Put", err)
 		}
 		if n, err := res.RowsAffected(); err != nil || n != 1 {
-			return &gateway.Error{Code: gateway.CodeConflict, Err: gateway.ErrStaleVersion,
-				Issues: []gateway.Issue{{Message: fmt.Sprintf("%s/%s is no longer at version %d", r.Type, r.ID, r.Version-1)}}}
+			return errStale(r)
 		}
 	default:
 		return gateway.Internal("store.Put", fmt.Errorf("version %d", r.Version))
 	}
-	x := r.Index
+	// The unique indexes decide: a natural key another current resource
+	// holds, or a version that exists, inserts nothing (no error, so a
+	// PostgreSQL transaction stays usable) and is told apart afterwards.
 	res, err := t.tx.ExecContext(ctx, t.d.rebind(`INSERT INTO resource_versions
 		(seq, type, id, version, last_updated, practice, provider, patient_id, referral_id, status, business_status,
 		 key_system, key_value, authored, modified, content_hash, body)
 		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
-		ON CONFLICT (type, practice, key_system, key_value) WHERE superseded_seq IS NULL AND key_value IS NOT NULL
-		DO NOTHING`),
+		ON CONFLICT DO NOTHING`),
 		seq, r.Type, r.ID, r.Version, t.now.UnixMicro(),
 		nullString(x.Practice), nullString(x.Provider), nullString(x.PatientID), nullString(x.ReferralID),
 		nullString(x.Status), nullString(x.BusinessStatus), nullString(x.Key.System), nullString(x.Key.Value),
@@ -191,8 +192,7 @@ func (t *writeTx) Put(ctx context.Context, r *gateway.Resource) error {
 		return gateway.Internal("store.Put", err)
 	}
 	if n, err := res.RowsAffected(); err != nil || n != 1 {
-		return &gateway.Error{Code: gateway.CodeConflict, Err: gateway.ErrDuplicateKey,
-			Issues: []gateway.Issue{{Message: fmt.Sprintf("another %s has this identifier", r.Type)}}}
+		return t.refused(ctx, r, seq)
 	}
 	for _, id := range x.Identifiers {
 		if id.Value == "" {
@@ -209,6 +209,40 @@ func (t *writeTx) Put(ctx context.Context, r *gateway.Resource) error {
 	t.snapshot = seq
 	r.Seq, r.LastUpdated = seq, t.now
 	return nil
+}
+
+// refused explains an insert the unique indexes turned away, after putting
+// back the version it was to replace: a refused Put leaves the transaction
+// as it was, so the caller may handle the conflict and go on.
+func (t *writeTx) refused(ctx context.Context, r *gateway.Resource, seq int64) error {
+	if r.Version > 1 {
+		if _, err := t.tx.ExecContext(ctx, t.d.rebind(`UPDATE resource_versions SET superseded_seq = NULL
+			WHERE type = ? AND id = ? AND version = ? AND superseded_seq = ?`), r.Type, r.ID, r.Version-1, seq); err != nil {
+			return gateway.Internal("store.Put", err)
+		}
+	}
+	var n int
+	if err := t.tx.GetContext(ctx, &n, t.d.rebind(`SELECT COUNT(*) FROM resource_versions WHERE type = ? AND id = ? AND version = ?`),
+		r.Type, r.ID, r.Version); err != nil {
+		return gateway.Internal("store.Put", err)
+	}
+	if n > 0 {
+		return errStale(r)
+	}
+	return errDuplicateKey(r.Type)
+}
+
+func errStale(r *gateway.Resource) error {
+	msg := fmt.Sprintf("%s/%s is no longer at version %d", r.Type, r.ID, r.Version-1)
+	if r.Version == 1 {
+		msg = fmt.Sprintf("%s/%s already exists", r.Type, r.ID)
+	}
+	return &gateway.Error{Code: gateway.CodeConflict, Err: gateway.ErrStaleVersion, Issues: []gateway.Issue{{Message: msg}}}
+}
+
+func errDuplicateKey(typ string) error {
+	return &gateway.Error{Code: gateway.CodeConflict, Err: gateway.ErrDuplicateKey,
+		Issues: []gateway.Issue{{Message: fmt.Sprintf("another %s has this identifier", typ)}}}
 }
 
 func (t *writeTx) Grant(ctx context.Context, typ, id string, orgs ...string) error {

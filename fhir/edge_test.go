@@ -1,0 +1,258 @@
+package fhir_test
+
+import (
+	"bytes"
+	"net/http"
+	"strings"
+	"testing"
+)
+
+func TestAuthentication(t *testing.T) {
+	g := newGateway(t, "sqlite")
+	for _, c := range []struct{ name, header string }{
+		{"no header", ""},
+		{"unknown key", "Bearer not-a-key"},
+		{"empty bearer", "Bearer "},
+		{"basic scheme", "Basic ZGV2LXByYWN0aWNlLWE4MTAwMTp4"},
+		{"key without scheme", keyA81001},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			for _, path := range []string{"/fhir/Task", "/fhir/ServiceRequest/x", "/fhir/Organization/A81001"} {
+				var r response
+				if c.header == "" {
+					r = g.get(path, "")
+				} else {
+					r = g.do("GET", path, "", nil, "Authorization", c.header)
+				}
+				if r.status != 401 || !strings.HasPrefix(r.header.Get("WWW-Authenticate"), "Bearer") {
+					t.Fatalf("%s: %d %v", path, r.status, r.header)
+				}
+				if is := outcomeIssues(t, r); is[0]["code"] != "login" {
+					t.Errorf("issue code %v", is[0]["code"])
+				}
+			}
+			if r := g.post("/fhir", "", fixture(t, "referral-bundle.json"), "Authorization", c.header); r.status != 401 {
+				t.Errorf("transaction: %d", r.status)
+			}
+		})
+	}
+	// The CapabilityStatement needs no credentials and lists what is there.
+	r := g.get("/fhir/metadata", "")
+	cs := r.json(t)
+	if r.status != 200 || cs["resourceType"] != "CapabilityStatement" || cs["fhirVersion"] != "4.0.1" {
+		t.Fatalf("metadata: %d %s", r.status, r.body)
+	}
+	for _, want := range []string{`"Task:focus"`, `"Task:patient"`, `"transaction"`, `"business-status"`, `"conditionalCreate":true`} {
+		if !bytes.Contains(r.body, []byte(want)) {
+			t.Errorf("metadata lacks %s", want)
+		}
+	}
+	for _, absent := range []string{`"update"`, `"patch"`, `"delete"`, `"history-instance"`, `"Subscription"`} {
+		if bytes.Contains(r.body, []byte(absent)) {
+			t.Errorf("metadata claims %s, which is not implemented", absent)
+		}
+	}
+	for _, path := range []string{"/healthz", "/readyz"} {
+		if r := g.get(path, ""); r.status != 200 {
+			t.Errorf("%s: %d", path, r.status)
+		}
+	}
+}
+
+func TestContentNegotiation(t *testing.T) {
+	g := newGateway(t, "sqlite")
+	for _, c := range []struct {
+		name    string
+		path    string
+		headers []string
+		status  int
+		ctype   string
+	}{
+		{"no Accept", "/fhir/Task", nil, 200, "application/fhir+json"},
+		{"FHIR JSON", "/fhir/Task", []string{"Accept", "application/fhir+json"}, 200, "application/fhir+json"},
+		{"plain JSON", "/fhir/Task", []string{"Accept", "application/json"}, 200, "application/json"},
+		{"anything", "/fhir/Task", []string{"Accept", "text/html, */*;q=0.1"}, 200, "application/fhir+json"},
+		{"_format=json", "/fhir/Task?_format=json", []string{"Accept", "application/fhir+xml"}, 200, "application/fhir+json"},
+		{"XML", "/fhir/Task", []string{"Accept", "application/fhir+xml"}, 415, ""},
+		{"HTML only", "/fhir/metadata", []string{"Accept", "text/html"}, 415, ""},
+		{"_format=xml", "/fhir/Task?_format=xml", nil, 415, ""},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			r := g.do("GET", c.path, keyPRV01, nil, c.headers...)
+			if r.status != c.status {
+				t.Fatalf("%d %s", r.status, r.body)
+			}
+			if c.ctype != "" && !strings.HasPrefix(r.header.Get("Content-Type"), c.ctype) {
+				t.Errorf("Content-Type %q", r.header.Get("Content-Type"))
+			}
+			if r.status == 415 && outcomeIssues(t, r)[0]["code"] != "not-supported" {
+				t.Errorf("415 issue %s", r.body)
+			}
+		})
+	}
+	for _, ct := range []string{"application/fhir+xml", "text/plain", ""} {
+		r := g.do("POST", "/fhir", keyA81001, fixture(t, "referral-bundle.json"), "Content-Type", ct)
+		if r.status != 415 {
+			t.Errorf("Content-Type %q: %d", ct, r.status)
+		}
+	}
+	r := g.do("POST", "/fhir/", keyA81001, fixture(t, "referral-bundle.json"), "Content-Type", "application/json; charset=utf-8")
+	if r.status != 200 {
+		t.Errorf("POST /fhir/ with application/json: %d %s", r.status, r.body)
+	}
+}
+
+func TestLimitsAndBadInput(t *testing.T) {
+	g := newGateway(t, "sqlite", withLimits(8<<10, 16, 50, 500))
+	big := append([]byte(`{"resourceType":"Bundle","type":"transaction","entry":[],"pad":"`), bytes.Repeat([]byte("x"), 9<<10)...)
+	big = append(big, `"}`...)
+	if r := g.post("/fhir", keyA81001, big); r.status != 413 || outcomeIssues(t, r)[0]["code"] != "too-long" {
+		t.Errorf("large body: %d %s", r.status, r.body)
+	}
+	// Without Content-Length the limit holds while reading.
+	req, _ := http.NewRequest("POST", g.base+"/fhir", struct{ *bytes.Reader }{bytes.NewReader(big)})
+	req.Header.Set("Content-Type", "application/fhir+json")
+	req.Header.Set("Authorization", "Bearer "+keyA81001)
+	res, err := g.srv.Client().Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	res.Body.Close()
+	if res.StatusCode != 413 {
+		t.Errorf("chunked large body: %d", res.StatusCode)
+	}
+	deep := strings.Repeat("[", 17) + strings.Repeat("]", 17)
+	if r := g.post("/fhir", keyA81001, []byte(deep)); r.status != 400 {
+		t.Errorf("deep JSON: %d", r.status)
+	}
+	for name, body := range map[string]string{
+		"not JSON":       "{",
+		"array":          "[1,2]",
+		"string":         `"Bundle"`,
+		"no type":        `{"entry":[]}`,
+		"trailing":       `{"resourceType":"Bundle","type":"transaction"} x`,
+		"wrong shape":    `{"resourceType":"Bundle","type":"transaction","entry":{"resource":1}}`,
+		"resource shape": `{"resourceType":"Bundle","type":"transaction","entry":[{"resource":[],"request":{"method":"POST","url":"Patient"}}]}`,
+		"bad method":     `{"resourceType":"Bundle","type":"transaction","entry":[{"resource":{"resourceType":"Patient"},"request":{"method":"FETCH","url":"Patient"}}]}`,
+		"empty":          ``,
+	} {
+		r := g.post("/fhir", keyA81001, []byte(body))
+		if r.status != 400 && r.status != 422 {
+			t.Errorf("%s: %d %s", name, r.status, r.body)
+		}
+	}
+	for name, body := range map[string]string{
+		"empty bundle":    `{"resourceType":"Bundle","type":"transaction"}`,
+		"batch":           `{"resourceType":"Bundle","type":"batch","entry":[]}`,
+		"no request":      `{"resourceType":"Bundle","type":"transaction","entry":[{"resource":{"resourceType":"Patient"}}]}`,
+		"PUT entry":       `{"resourceType":"Bundle","type":"transaction","entry":[{"resource":{"resourceType":"Patient"},"request":{"method":"PUT","url":"Patient/1"}}]}`,
+		"url mismatch":    `{"resourceType":"Bundle","type":"transaction","entry":[{"resource":{"resourceType":"Patient"},"request":{"method":"POST","url":"Condition"}}]}`,
+		"no referral":     `{"resourceType":"Bundle","type":"transaction","entry":[{"resource":{"resourceType":"Patient"},"request":{"method":"POST","url":"Patient"}}]}`,
+		"two referrals":   string(bytes.Replace(fixture(t, "referral-bundle.json"), []byte(`"entry": [`), append([]byte(`"entry": [`), srEntry+","...), 1)),
+		"stray Condition": strayCondition(t),
+	} {
+		r := g.post("/fhir", keyA81001, []byte(body))
+		if r.status != 422 {
+			t.Errorf("%s: %d %s", name, r.status, r.body)
+		}
+	}
+}
+
+const srEntry = `{"fullUrl":"urn:uuid:aa1c2a52-3d4e-4b8a-9a61-2f0c8d7e1a04","resource":{"resourceType":"ServiceRequest","status":"active","intent":"order"},"request":{"method":"POST","url":"ServiceRequest"}}`
+
+// strayCondition is the referral Bundle with a Condition the ServiceRequest
+// does not refer to.
+func strayCondition(t *testing.T) string {
+	b := fixture(t, "referral-bundle.json")
+	b = bytes.Replace(b, []byte(`"reasonReference": [{"reference": "urn:uuid:6f1c2a52-3d4e-4b8a-9a61-2f0c8d7e1a02"}],`), nil, 1)
+	return string(b)
+}
+
+func TestMethodsAndTypes(t *testing.T) {
+	g := newGateway(t, "sqlite")
+	for _, c := range []struct {
+		method, path string
+		status       int
+	}{
+		{"GET", "/fhir/Foo", 404},
+		{"GET", "/fhir/Foo/1", 404},
+		{"GET", "/fhir/Observation", 404},
+		{"POST", "/fhir/Patient", 405},
+		{"POST", "/fhir/Task", 405},
+		{"PUT", "/fhir/Task/abc", 405},
+		{"PATCH", "/fhir/Task/abc", 405},
+		{"DELETE", "/fhir/ServiceRequest/abc", 405},
+		{"GET", "/fhir/Task/not%20an%20id", 404},
+		{"GET", "/fhir/Task/abc/_history/zero", 400},
+		{"GET", "/fhir/Task/abc/_history/0", 400},
+		{"GET", "/nowhere", 404},
+	} {
+		var body []byte
+		if c.method == "POST" || c.method == "PUT" || c.method == "PATCH" {
+			body = []byte(`{"resourceType":"Patient"}`)
+		}
+		r := g.do(c.method, c.path, keyA81001, body)
+		if r.status != c.status {
+			t.Errorf("%s %s: %d, want %d: %s", c.method, c.path, r.status, c.status, r.body)
+			continue
+		}
+		if strings.HasPrefix(c.path, "/fhir") && len(outcomeIssues(t, r)) == 0 {
+			t.Errorf("%s %s: no issue", c.method, c.path)
+		}
+		if c.status == 405 && r.header.Get("Allow") == "" {
+			t.Errorf("%s %s: 405 without Allow", c.method, c.path)
+		}
+	}
+}
+
+func TestPrefer(t *testing.T) {
+	g := newGateway(t, "sqlite")
+	sr := fixture(t, "service-request-contained-patient.json")
+	r := g.post("/fhir/ServiceRequest", keyA81001, sr, "Prefer", "return=minimal")
+	if r.status != 201 || len(r.body) != 0 || r.header.Get("Location") == "" {
+		t.Errorf("minimal: %d %q", r.status, r.body)
+	}
+	r = g.post("/fhir/ServiceRequest", keyA81001, sr, "Prefer", "return=OperationOutcome")
+	if r.status != 200 || outcomeIssues(t, r)[0]["severity"] != "information" {
+		t.Errorf("OperationOutcome: %d %s", r.status, r.body)
+	}
+	r = g.post("/fhir", keyA81001, fixture(t, "referral-bundle.json"))
+	for _, e := range r.json(t)["entry"].([]any) {
+		if e.(map[string]any)["resource"] != nil {
+			t.Errorf("transaction default is minimal: %v", e)
+		}
+	}
+	r = g.post("/fhir", keyA81001, fixture(t, "referral-bundle.json"), "Prefer", "return=representation")
+	for _, e := range r.json(t)["entry"].([]any) {
+		if str(e, "resource", "id") == "" || str(e, "resource", "meta", "versionId") != "1" {
+			t.Errorf("representation: %v", e)
+		}
+	}
+	r = g.post("/fhir", keyA81001, fixture(t, "referral-bundle.json"), "Prefer", "return=OperationOutcome")
+	for _, e := range r.json(t)["entry"].([]any) {
+		if str(e, "response", "outcome", "resourceType") != "OperationOutcome" {
+			t.Errorf("outcome: %v", e)
+		}
+	}
+}
+
+func TestIfNoneExist(t *testing.T) {
+	g := newGateway(t, "sqlite")
+	sr := fixture(t, "service-request-contained-patient.json")
+	good := "identifier=https://practice-a81001.example.org/referrals|SP-2026-000124"
+	if r := g.post("/fhir/ServiceRequest", keyA81001, sr, "If-None-Exist", good); r.status != 201 {
+		t.Errorf("%d %s", r.status, r.body)
+	}
+	if r := g.post("/fhir/ServiceRequest", keyA81001, sr, "If-None-Exist", good); r.status != 200 {
+		t.Errorf("repeat: %d", r.status)
+	}
+	for _, bad := range []string{"identifier=https://practice-a81001.example.org/referrals|OTHER", "status=active", "%zz"} {
+		if r := g.post("/fhir/ServiceRequest", keyA81001, sr, "If-None-Exist", bad); r.status != 422 {
+			t.Errorf("%s: %d %s", bad, r.status, r.body)
+		}
+	}
+	bundle := bytes.Replace(fixture(t, "referral-bundle.json"), []byte(`|SP-2026-000123"}`), []byte(`|SP-2026-999999"}`), 1)
+	if r := g.post("/fhir", keyA81001, bundle); r.status != 422 || !names(t, r, "Bundle.entry[3].request.ifNoneExist") {
+		t.Errorf("bundle ifNoneExist mismatch: %d %s", r.status, r.body)
+	}
+}
