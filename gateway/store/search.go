@@ -164,7 +164,7 @@ func (v *view) Search(ctx context.Context, q gateway.SearchQuery) (gateway.Searc
 	}
 	page := gateway.SearchPage{Total: -1, Snapshot: snap}
 	if q.Total {
-		if err := v.tx.GetContext(ctx, &page.Total, v.d.rebind(`SELECT COUNT(*) FROM resource_versions v WHERE `+w.sql()), w.args...); err != nil {
+		if err := v.getOne(ctx, &page.Total, (`SELECT COUNT(*) FROM resource_versions v WHERE ` + w.sql()), w.args...); err != nil {
 			return page, gateway.Internal("store.Search", err)
 		}
 	}
@@ -181,8 +181,8 @@ func (v *view) Search(ctx context.Context, q gateway.SearchQuery) (gateway.Searc
 		w.add("v.seq > ?", q.After)
 	}
 	var rows []row
-	err := v.tx.SelectContext(ctx, &rows, v.d.rebind(`SELECT `+rowColumns+` FROM resource_versions v WHERE `+w.sql()+
-		` ORDER BY v.seq `+order+` LIMIT ?`), append(w.args, q.Count+1)...)
+	err := v.selectAll(ctx, &rows, (`SELECT ` + rowColumns + ` FROM resource_versions v WHERE ` + w.sql() +
+		` ORDER BY v.seq ` + order + ` LIMIT ?`), append(w.args, q.Count+1)...)
 	if err != nil {
 		return page, gateway.Internal("store.Search", err)
 	}
@@ -234,7 +234,7 @@ func (v *view) include(ctx context.Context, org string, snap int64, inc gateway.
 	w.add(vis, visArgs...)
 	w.add(accessible, org)
 	var rows []row
-	if err := v.tx.SelectContext(ctx, &rows, v.d.rebind(`SELECT `+rowColumns+` FROM resource_versions v WHERE `+w.sql()+` ORDER BY v.seq`), w.args...); err != nil {
+	if err := v.selectAll(ctx, &rows, (`SELECT ` + rowColumns + ` FROM resource_versions v WHERE ` + w.sql() + ` ORDER BY v.seq`), w.args...); err != nil {
 		return nil, gateway.Internal("store.Search", err)
 	}
 	out := make([]gateway.Resource, len(rows))

@@ -56,7 +56,9 @@ type Store struct {
 	d      dialect
 	writer *sqlx.DB // SQLite: one connection, BEGIN IMMEDIATE; PostgreSQL: the pool
 	reader *sqlx.DB // SQLite: query_only connections; PostgreSQL: the same pool
-	now    func() time.Time
+	// Prepared statements for the writer and the readers (SQLite only).
+	writes, reads *stmtCache
+	now           func() time.Time
 }
 
 var _ gateway.Store = (*Store)(nil)
@@ -116,6 +118,7 @@ func connect(cfg Config) (*Store, error) {
 		r.SetMaxIdleConns(cfg.MaxReaders)
 		r.SetConnMaxLifetime(0)
 		s.writer, s.reader = w, r
+		s.writes, s.reads = newStmtCache(w, 64), newStmtCache(r, 256)
 	case DriverPostgres:
 		s.d = postgresDialect
 		db, err := sqlx.Open("pgx", cfg.DSN)
@@ -160,6 +163,8 @@ func (s *Store) Migrate(ctx context.Context) error {
 
 // Close closes the connections.
 func (s *Store) Close() error {
+	s.writes.close()
+	s.reads.close()
 	err := s.writer.Close()
 	if s.reader != s.writer {
 		err = errors.Join(err, s.reader.Close())
@@ -183,8 +188,8 @@ func (s *Store) View(ctx context.Context, fn func(gateway.View) error) error {
 		return gateway.Internal("store.View", err)
 	}
 	defer tx.Rollback()
-	v := &view{tx: tx, d: s.d}
-	if err := tx.GetContext(ctx, &v.snapshot, `SELECT seq FROM change_clock WHERE id = 1`); err != nil {
+	v := &view{tx: tx, d: s.d, stmts: s.reads}
+	if err := v.getOne(ctx, &v.snapshot, `SELECT seq FROM change_clock WHERE id = 1`); err != nil {
 		return gateway.Internal("store.View", err)
 	}
 	if err := fn(v); err != nil {
@@ -208,19 +213,20 @@ func (s *Store) Update(ctx context.Context, fn func(gateway.Tx) error) error {
 		Seq         int64 `db:"seq"`
 		LastUpdated int64 `db:"last_updated"`
 	}
-	if err := tx.GetContext(ctx, &clock, s.d.lockClock); err != nil {
+	t := &writeTx{view: view{tx: tx, d: s.d, stmts: s.writes}}
+	if err := t.getOne(ctx, &clock, s.d.lockClock); err != nil {
 		return gateway.Internal("store.Update", err)
 	}
 	now := s.now().UTC().Truncate(time.Microsecond)
 	if last := time.UnixMicro(clock.LastUpdated).UTC(); !now.After(last) {
 		now = last.Add(time.Microsecond)
 	}
-	t := &writeTx{view: view{tx: tx, d: s.d, snapshot: clock.Seq}, now: now}
+	t.snapshot, t.now = clock.Seq, now
 	if err := fn(t); err != nil {
 		return err
 	}
 	if t.snapshot != clock.Seq {
-		if _, err := tx.ExecContext(ctx, s.d.rebind(`UPDATE change_clock SET seq = ?, last_updated = ? WHERE id = 1`),
+		if _, err := t.exec(ctx, `UPDATE change_clock SET seq = ?, last_updated = ? WHERE id = 1`,
 			t.snapshot, now.UnixMicro()); err != nil {
 			return gateway.Internal("store.Update", err)
 		}

@@ -76,7 +76,35 @@ func nullMicros(t time.Time) sql.NullInt64 {
 type view struct {
 	tx       *sqlx.Tx
 	d        dialect
+	stmts    *stmtCache
 	snapshot int64
+}
+
+// The view's statements go through these: placeholders rebound for the
+// dialect, and prepared statements reused where the dialect wants it.
+
+func (v *view) exec(ctx context.Context, query string, args ...any) (sql.Result, error) {
+	query = v.d.rebind(query)
+	if s := v.stmts.stmt(ctx, v.tx, query); s != nil {
+		return s.ExecContext(ctx, args...)
+	}
+	return v.tx.ExecContext(ctx, query, args...)
+}
+
+func (v *view) getOne(ctx context.Context, dest any, query string, args ...any) error {
+	query = v.d.rebind(query)
+	if s := v.stmts.stmt(ctx, v.tx, query); s != nil {
+		return s.GetContext(ctx, dest, args...)
+	}
+	return v.tx.GetContext(ctx, dest, query, args...)
+}
+
+func (v *view) selectAll(ctx context.Context, dest any, query string, args ...any) error {
+	query = v.d.rebind(query)
+	if s := v.stmts.stmt(ctx, v.tx, query); s != nil {
+		return s.SelectContext(ctx, dest, args...)
+	}
+	return v.tx.SelectContext(ctx, dest, query, args...)
 }
 
 func (v *view) Snapshot() int64 { return v.snapshot }
@@ -95,7 +123,7 @@ func (v *view) get(ctx context.Context, org, typ, id string, version int) (gatew
 		args = append(args, org)
 	}
 	var r row
-	err := v.tx.GetContext(ctx, &r, v.d.rebind(q), args...)
+	err := v.getOne(ctx, &r, (q), args...)
 	if errors.Is(err, sql.ErrNoRows) {
 		if version > 0 {
 			return gateway.Resource{}, gateway.Errorf(gateway.CodeNotFound, "%s/%s/_history/%d is not known", typ, id, version)
@@ -124,7 +152,7 @@ func (v *view) GetFor(ctx context.Context, org, typ, id string, version int) (ga
 
 func (v *view) GetByKey(ctx context.Context, typ, practice string, key gateway.Identifier) (gateway.Resource, error) {
 	var r row
-	err := v.tx.GetContext(ctx, &r, v.d.rebind(`SELECT `+rowColumns+` FROM resource_versions v
+	err := v.getOne(ctx, &r, (`SELECT ` + rowColumns + ` FROM resource_versions v
 		WHERE v.type = ? AND v.practice = ? AND v.key_system = ? AND v.key_value = ? AND v.superseded_seq IS NULL`),
 		typ, practice, key.System, key.Value)
 	if errors.Is(err, sql.ErrNoRows) {
@@ -138,7 +166,7 @@ func (v *view) GetByKey(ctx context.Context, typ, practice string, key gateway.I
 
 func (v *view) ByReferral(ctx context.Context, referralID string) ([]gateway.Resource, error) {
 	var rows []row
-	err := v.tx.SelectContext(ctx, &rows, v.d.rebind(`SELECT `+rowColumns+` FROM resource_versions v
+	err := v.selectAll(ctx, &rows, (`SELECT ` + rowColumns + ` FROM resource_versions v
 		WHERE v.referral_id = ? AND v.superseded_seq IS NULL ORDER BY v.seq`), referralID)
 	if err != nil {
 		return nil, gateway.Internal("store.ByReferral", err)
@@ -165,7 +193,7 @@ func (t *writeTx) Put(ctx context.Context, r *gateway.Resource) error {
 	switch {
 	case r.Version == 1:
 	case r.Version > 1:
-		res, err := t.tx.ExecContext(ctx, t.d.rebind(`UPDATE resource_versions SET superseded_seq = ?
+		res, err := t.exec(ctx, (`UPDATE resource_versions SET superseded_seq = ?
 			WHERE type = ? AND id = ? AND version = ? AND superseded_seq IS NULL`), seq, r.Type, r.ID, r.Version-1)
 		if err != nil {
 			return gateway.Internal("store.Put", err)
@@ -179,7 +207,7 @@ func (t *writeTx) Put(ctx context.Context, r *gateway.Resource) error {
 	// The unique indexes decide: a natural key another current resource
 	// holds, or a version that exists, inserts nothing (no error, so a
 	// PostgreSQL transaction stays usable) and is told apart afterwards.
-	res, err := t.tx.ExecContext(ctx, t.d.rebind(`INSERT INTO resource_versions
+	res, err := t.exec(ctx, (`INSERT INTO resource_versions
 		(seq, type, id, version, last_updated, practice, provider, patient_id, referral_id, status, business_status,
 		 key_system, key_value, authored, modified, content_hash, body)
 		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
@@ -198,7 +226,7 @@ func (t *writeTx) Put(ctx context.Context, r *gateway.Resource) error {
 		if id.Value == "" {
 			continue
 		}
-		if _, err := t.tx.ExecContext(ctx, t.d.rebind(`INSERT INTO resource_identifiers (seq, system, value)
+		if _, err := t.exec(ctx, (`INSERT INTO resource_identifiers (seq, system, value)
 			VALUES (?, ?, ?) ON CONFLICT DO NOTHING`), seq, id.System, id.Value); err != nil {
 			return gateway.Internal("store.Put", err)
 		}
@@ -216,13 +244,13 @@ func (t *writeTx) Put(ctx context.Context, r *gateway.Resource) error {
 // as it was, so the caller may handle the conflict and go on.
 func (t *writeTx) refused(ctx context.Context, r *gateway.Resource, seq int64) error {
 	if r.Version > 1 {
-		if _, err := t.tx.ExecContext(ctx, t.d.rebind(`UPDATE resource_versions SET superseded_seq = NULL
+		if _, err := t.exec(ctx, (`UPDATE resource_versions SET superseded_seq = NULL
 			WHERE type = ? AND id = ? AND version = ? AND superseded_seq = ?`), r.Type, r.ID, r.Version-1, seq); err != nil {
 			return gateway.Internal("store.Put", err)
 		}
 	}
 	var n int
-	if err := t.tx.GetContext(ctx, &n, t.d.rebind(`SELECT COUNT(*) FROM resource_versions WHERE type = ? AND id = ? AND version = ?`),
+	if err := t.getOne(ctx, &n, (`SELECT COUNT(*) FROM resource_versions WHERE type = ? AND id = ? AND version = ?`),
 		r.Type, r.ID, r.Version); err != nil {
 		return gateway.Internal("store.Put", err)
 	}
@@ -250,7 +278,7 @@ func (t *writeTx) Grant(ctx context.Context, typ, id string, orgs ...string) err
 		if strings.TrimSpace(org) == "" {
 			continue
 		}
-		if _, err := t.tx.ExecContext(ctx, t.d.rebind(`INSERT INTO resource_access (org, type, id)
+		if _, err := t.exec(ctx, (`INSERT INTO resource_access (org, type, id)
 			VALUES (?, ?, ?) ON CONFLICT DO NOTHING`), org, typ, id); err != nil {
 			return gateway.Internal("store.Grant", err)
 		}

@@ -1,0 +1,72 @@
+package fhir_test
+
+import (
+	"bytes"
+	"net/http"
+	"net/http/httptest"
+	"strconv"
+	"testing"
+
+	"github.com/spgateway/spgateway/gateway/store/storetest"
+)
+
+// The benchmarks drive the real router and store in process (no sockets), so
+// they measure the gateway's own work: parse, validate, route, store, render.
+// Run with: go test -run '^$' -bench . -benchmem ./fhir/
+// Set SPGATEWAY_TEST_POSTGRES_DSN to include PostgreSQL.
+
+func serve(b *testing.B, g *testGateway, method, path, key string, body []byte) *httptest.ResponseRecorder {
+	req := httptest.NewRequest(method, path, bytes.NewReader(body))
+	req.Header.Set("Authorization", "Bearer "+key)
+	if body != nil {
+		req.Header.Set("Content-Type", "application/fhir+json")
+	}
+	w := httptest.NewRecorder()
+	g.fhir.ServeHTTP(w, req)
+	return w
+}
+
+// BenchmarkIntakeBundle posts the fixture referral Bundle, each time with a
+// new referral identifier (and so a new referral for the same patient).
+func BenchmarkIntakeBundle(b *testing.B) {
+	for _, engine := range storetest.Engines() {
+		b.Run(engine, func(b *testing.B) {
+			g := newGateway(b, engine)
+			body := fixture(b, "referral-bundle.json")
+			b.ReportAllocs()
+			b.ResetTimer()
+			for i := 0; b.Loop(); i++ {
+				req := bytes.Replace(body, []byte("SP-2026-000123"), []byte("B-"+strconv.Itoa(i)), 2)
+				if w := serve(b, g, http.MethodPost, "/fhir", keyA81001, req); w.Code != http.StatusOK {
+					b.Fatalf("%d %s", w.Code, w.Body)
+				}
+			}
+		})
+	}
+}
+
+// BenchmarkPollPage is a provider's poll: a page of 50 Tasks with their
+// ServiceRequests and Patients, out of 200.
+func BenchmarkPollPage(b *testing.B) {
+	for _, engine := range storetest.Engines() {
+		b.Run(engine, func(b *testing.B) {
+			g := newGateway(b, engine)
+			body := fixture(b, "referral-bundle.json")
+			for i := range 200 {
+				req := bytes.Replace(body, []byte("SP-2026-000123"), []byte("S-"+strconv.Itoa(i)), 2)
+				if w := serve(b, g, http.MethodPost, "/fhir", keyA81001, req); w.Code != http.StatusOK {
+					b.Fatalf("%d %s", w.Code, w.Body)
+				}
+			}
+			const path = "/fhir/Task?owner=Organization/PRV01&status=requested&_include=Task:focus&_include=Task:patient&_count=50"
+			b.ReportAllocs()
+			b.ResetTimer()
+			for b.Loop() {
+				w := serve(b, g, http.MethodGet, path, keyPRV01, nil)
+				if w.Code != http.StatusOK || w.Body.Len() < 50*1000 {
+					b.Fatalf("%d %d bytes", w.Code, w.Body.Len())
+				}
+			}
+		})
+	}
+}
