@@ -64,9 +64,13 @@ func (s *Server) searchset(self, next string, total int, matches, included []gat
 	return b.Bytes()
 }
 
+// writeString writes s as a JSON string, without escaping & < > (links
+// carry query strings; the body is JSON, never HTML).
 func writeString(b *bytes.Buffer, s string) {
-	q, _ := json.Marshal(s) // a string always marshals
-	b.Write(q)
+	enc := json.NewEncoder(b)
+	enc.SetEscapeHTML(false)
+	_ = enc.Encode(s)       // a string always encodes
+	b.Truncate(b.Len() - 1) // Encode ends with a newline
 }
 
 type bundleJSON struct {

@@ -1,0 +1,623 @@
+package main
+
+import (
+	"context"
+	"os"
+	"path/filepath"
+	"reflect"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/spgateway/spgateway/gateway"
+	"github.com/spgateway/spgateway/gateway/store"
+)
+
+const (
+	developmentFile = "../../configs/development.yaml"
+	productionFile  = "../../configs/production.example.yaml"
+)
+
+// envMap returns a getenv over m, so tests never read the process
+// environment.
+func envMap(m map[string]string) func(string) string {
+	return func(k string) string { return m[k] }
+}
+
+// writeConfig writes text to a file in a fresh temporary folder and returns
+// its path.
+func writeConfig(t testing.TB, text string) string {
+	t.Helper()
+	path := filepath.Join(t.TempDir(), "config.yaml")
+	if err := os.WriteFile(path, []byte(text), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return path
+}
+
+// stubStore satisfies gateway.Store for gateway.NewService, which checks the
+// configuration without touching the store.
+type stubStore struct{ gateway.Store }
+
+func TestDevelopmentConfig(t *testing.T) {
+	c, err := loadConfig(developmentFile, envMap(nil))
+	if err != nil {
+		t.Fatalf("loadConfig: %v", err)
+	}
+	if c.Environment != envDevelopment || c.production() {
+		t.Errorf("environment = %q", c.Environment)
+	}
+	if c.Server.Listen != "127.0.0.1:8080" || c.Server.BaseURL != "http://127.0.0.1:8080" || c.fhirBaseURL() != "http://127.0.0.1:8080/fhir" {
+		t.Errorf("server = %+v, FHIR base %q", c.Server, c.fhirBaseURL())
+	}
+	if got, want := c.storeConfig(), (store.Config{Driver: store.DriverSQLite, DSN: "./data/spgateway.db", MaxReaders: 8}); !reflect.DeepEqual(got, want) {
+		t.Errorf("storeConfig() = %+v, want %+v", got, want)
+	}
+	if c.NHSNumber.RelaxCheckDigit {
+		t.Error("the development configuration relaxes the NHS number check")
+	}
+
+	wantOrgs := []gateway.Organization{
+		{Code: "A81001", Name: "Example Road Surgery", Kind: gateway.OrgPractice},
+		{Code: "A81002", Name: "Riverside Medical Group", Kind: gateway.OrgPractice},
+		{Code: "PRV01", Name: "Tyneside Link Workers", Kind: gateway.OrgProvider},
+		{Code: "PRV02", Name: "Riverside Community Connectors", Kind: gateway.OrgProvider},
+	}
+	if got := c.organizations(); !reflect.DeepEqual(got, wantOrgs) {
+		t.Errorf("organizations() = %+v\nwant %+v", got, wantOrgs)
+	}
+
+	// Routing is by practice only (SPEC 4.1).
+	rules := c.routingRules()
+	for _, tc := range []struct{ practice, postcode, want string }{
+		{"A81001", "NE4 5XX", "PRV01"},
+		{"A81002", "SW1A 1AA", "PRV02"},
+	} {
+		got, ok := gateway.Route(rules, gateway.RouteInput{Practice: tc.practice, Postcode: tc.postcode})
+		if !ok || got != tc.want {
+			t.Errorf("Route(%s) = %q, %v; want %q", tc.practice, got, ok, tc.want)
+		}
+	}
+	if len(rules) != 2 {
+		t.Errorf("%d routing rules, want 2: %+v", len(rules), rules)
+	}
+
+	// Every client of the SPEC 4.1 table authenticates with its key.
+	auth := gateway.NewStaticKeys(c.staticKeys())
+	for _, tc := range []struct {
+		key  string
+		want gateway.Principal
+	}{
+		{"dev-practice-a81001", gateway.Principal{ClientID: "practice-a81001", Role: gateway.RolePractice, Org: "A81001"}},
+		{"dev-practice-a81002", gateway.Principal{ClientID: "practice-a81002", Role: gateway.RolePractice, Org: "A81002"}},
+		{"dev-provider-prv01", gateway.Principal{ClientID: "provider-prv01", Role: gateway.RoleProvider, Org: "PRV01"}},
+		{"dev-provider-prv02", gateway.Principal{ClientID: "provider-prv02", Role: gateway.RoleProvider, Org: "PRV02"}},
+		{"dev-admin", gateway.Principal{ClientID: "admin", Role: gateway.RoleAdmin}},
+	} {
+		got, err := auth.Authenticate(context.Background(), tc.key)
+		if err != nil || got != tc.want {
+			t.Errorf("Authenticate(%q) = %+v, %v; want %+v", tc.key, got, err, tc.want)
+		}
+	}
+	if n := len(c.staticKeys()); n != 5 {
+		t.Errorf("%d static keys, want 5", n)
+	}
+
+	if _, err := gateway.NewService(c.gatewayConfig(stubStore{})); err != nil {
+		t.Errorf("gateway.NewService refuses the development configuration: %v", err)
+	}
+}
+
+func TestProductionExample(t *testing.T) {
+	const dsn = "postgres://spgateway:s3cret-password@db.internal:5432/spgateway?sslmode=verify-full"
+	c, err := loadConfig(productionFile, envMap(map[string]string{"SPGATEWAY_DATABASE_DSN": dsn}))
+	if err != nil {
+		t.Fatalf("loadConfig: %v", err)
+	}
+	if !c.production() {
+		t.Errorf("environment = %q, want production", c.Environment)
+	}
+	if got := c.storeConfig(); got.Driver != store.DriverPostgres || got.DSN != dsn {
+		t.Errorf("storeConfig() = %+v", got)
+	}
+	if !strings.HasPrefix(c.Server.BaseURL, "https://") {
+		t.Errorf("base_url = %q, want https", c.Server.BaseURL)
+	}
+	if keys := c.staticKeys(); len(keys) != 0 {
+		t.Errorf("production example has %d static keys", len(keys))
+	}
+	d := defaultConfig()
+	if c.Limits.MaxBodyBytes >= d.Limits.MaxBodyBytes || c.Limits.MaxJSONDepth >= d.Limits.MaxJSONDepth || c.Limits.MaxCount >= d.Limits.MaxCount {
+		t.Errorf("production limits %+v are not stricter than the defaults %+v", c.Limits, d.Limits)
+	}
+	if _, err := gateway.NewService(c.gatewayConfig(stubStore{})); err != nil {
+		t.Errorf("gateway.NewService refuses the production example: %v", err)
+	}
+
+	// Without the variable, the DSN is missing and the error says how to
+	// give it.
+	_, err = loadConfig(productionFile, envMap(nil))
+	if err == nil || !strings.Contains(err.Error(), "config: database.dsn: is required (in the file, or as SPGATEWAY_DATABASE_DSN)") {
+		t.Errorf("without SPGATEWAY_DATABASE_DSN: err = %v", err)
+	}
+}
+
+func TestEnvOverrides(t *testing.T) {
+	// A process variable must not leak in: loadConfig reads only getenv.
+	t.Setenv("SPGATEWAY_LOG_FORMAT", "json")
+
+	env := map[string]string{
+		"SPGATEWAY_SERVER_LISTEN":                "0.0.0.0:9090",
+		"SPGATEWAY_SERVER_BASE_URL":              "https://gw.example.org",
+		"SPGATEWAY_SERVER_READ_HEADER_TIMEOUT":   "3s",
+		"SPGATEWAY_SERVER_READ_TIMEOUT":          "4s",
+		"SPGATEWAY_SERVER_WRITE_TIMEOUT":         "5s",
+		"SPGATEWAY_SERVER_IDLE_TIMEOUT":          "6s",
+		"SPGATEWAY_SERVER_SHUTDOWN_TIMEOUT":      "7s",
+		"SPGATEWAY_LIMITS_MAX_BODY_BYTES":        "2048",
+		"SPGATEWAY_LIMITS_MAX_JSON_DEPTH":        "16",
+		"SPGATEWAY_LIMITS_DEFAULT_COUNT":         "10",
+		"SPGATEWAY_LIMITS_MAX_COUNT":             "20",
+		"SPGATEWAY_DATABASE_DRIVER":              "postgres",
+		"SPGATEWAY_DATABASE_DSN":                 "postgres://u:p@localhost/db",
+		"SPGATEWAY_DATABASE_MAX_READERS":         "3",
+		"SPGATEWAY_LOG_LEVEL":                    "warn",
+		"SPGATEWAY_NHS_NUMBER_RELAX_CHECK_DIGIT": "true",
+		"SPGATEWAY_ENVIRONMENT":                  "test",
+	}
+	c, err := loadConfig(developmentFile, envMap(env))
+	if err != nil {
+		t.Fatalf("loadConfig: %v", err)
+	}
+	want := defaultConfig()
+	want.Environment = envTest
+	want.Server = ServerConfig{
+		Listen: "0.0.0.0:9090", BaseURL: "https://gw.example.org",
+		ReadHeaderTimeout: 3 * time.Second, ReadTimeout: 4 * time.Second, WriteTimeout: 5 * time.Second,
+		IdleTimeout: 6 * time.Second, ShutdownTimeout: 7 * time.Second,
+	}
+	want.Limits = LimitsConfig{MaxBodyBytes: 2048, MaxJSONDepth: 16, DefaultCount: 10, MaxCount: 20}
+	want.Database = DatabaseConfig{Driver: "postgres", DSN: "postgres://u:p@localhost/db", MaxReaders: 3}
+	want.Log = LogConfig{Level: "warn", Format: "text"} // format from the file, not the process
+	want.NHSNumber.RelaxCheckDigit = true
+	got := *c
+	got.Practices, got.Providers, got.Routing, got.Clients = nil, nil, nil, nil
+	if !reflect.DeepEqual(&got, want) {
+		t.Errorf("got  %+v\nwant %+v", got, *want)
+	}
+	if len(c.Clients) != 5 || len(c.Routing) != 2 {
+		t.Errorf("lists changed: %d clients, %d rules", len(c.Clients), len(c.Routing))
+	}
+
+	t.Run("every scalar setting has a variable", func(t *testing.T) {
+		var keys []string
+		for _, v := range envVars(reflect.TypeOf(Config{}), envPrefix, "") {
+			keys = append(keys, v.key)
+		}
+		var want []string
+		for k := range env {
+			want = append(want, k)
+		}
+		want = append(want, "SPGATEWAY_LOG_FORMAT")
+		slices.Sort(keys)
+		slices.Sort(want)
+		if !slices.Equal(keys, want) {
+			t.Errorf("variables:\n got %v\nwant %v", keys, want)
+		}
+	})
+
+	t.Run("production refuses the development keys", func(t *testing.T) {
+		_, err := loadConfig(developmentFile, envMap(map[string]string{"SPGATEWAY_ENVIRONMENT": "production"}))
+		if err == nil {
+			t.Fatal("no error")
+		}
+		for i := range 5 {
+			want := "config: clients[" + string(rune('0'+i)) + "].api_key: development keys are refused in production"
+			if !strings.Contains(err.Error(), want) {
+				t.Errorf("missing %q in:\n%v", want, err)
+			}
+		}
+		if strings.Contains(err.Error(), "dev-") {
+			t.Errorf("the error shows a key:\n%v", err)
+		}
+	})
+
+	for _, tc := range []struct {
+		name string
+		env  map[string]string
+		want string
+	}{
+		{"bad duration", map[string]string{"SPGATEWAY_SERVER_READ_TIMEOUT": "soon"},
+			`config: server.read_timeout: SPGATEWAY_SERVER_READ_TIMEOUT: want a duration such as 30s, 2m or 1h30m, got "soon"`},
+		{"bad number", map[string]string{"SPGATEWAY_LIMITS_MAX_COUNT": "many"},
+			`config: limits.max_count: SPGATEWAY_LIMITS_MAX_COUNT: want a whole number, got "many"`},
+		{"bad bool", map[string]string{"SPGATEWAY_NHS_NUMBER_RELAX_CHECK_DIGIT": "maybe"},
+			`config: nhs_number.relax_check_digit: SPGATEWAY_NHS_NUMBER_RELAX_CHECK_DIGIT: want true or false, got "maybe"`},
+		{"bad driver", map[string]string{"SPGATEWAY_DATABASE_DRIVER": "mysql"},
+			`config: database.driver: must be one of sqlite, postgres (got "mysql") (set by SPGATEWAY_DATABASE_DRIVER)`},
+		{"sqlite path for postgres", map[string]string{"SPGATEWAY_DATABASE_DRIVER": "postgres"},
+			`config: database.dsn: must be a postgres:// URL`},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			_, err := loadConfig(developmentFile, envMap(tc.env))
+			if err == nil || !strings.Contains(err.Error(), tc.want) {
+				t.Errorf("err = %v\nwant it to contain %q", err, tc.want)
+			}
+		})
+	}
+}
+
+// baseConfig is a valid configuration that the cases of TestConfigErrors
+// break one rule at a time.
+const baseConfig = `environment: test
+server:
+  listen: 127.0.0.1:8080
+  base_url: http://127.0.0.1:8080
+  read_timeout: 30s
+  write_timeout: 60s
+  idle_timeout: 120s
+limits:
+  max_body_bytes: 1048576
+  max_json_depth: 64
+  default_count: 50
+  max_count: 500
+database:
+  driver: sqlite
+  dsn: ./data/test.db
+log:
+  level: info
+nhs_number:
+  relax_check_digit: false
+practices:
+  - code: A81001
+    name: Example Road Surgery
+providers:
+  - code: PRV01
+    name: Tyneside Link Workers
+  - code: PRV02
+    name: Riverside Community Connectors
+routing:
+  - practice: A81001
+    reasons: ["44054006"]
+    provider: PRV02
+  - postcode_districts: [NE4, SW1A]
+    provider: PRV02
+  - practice: A81001
+    provider: PRV01
+clients:
+  - id: practice-a81001
+    role: practice
+    organization: A81001
+    api_key: key-practice-a81001
+  - id: provider-prv01
+    role: provider
+    organization: PRV01
+    api_key: key-provider-prv01
+  - id: provider-prv02
+    role: provider
+    organization: PRV02
+    api_key: key-provider-prv02
+  - id: admin
+    role: admin
+`
+
+func TestBaseConfig(t *testing.T) {
+	c, err := loadConfig(writeConfig(t, baseConfig), envMap(nil))
+	if err != nil {
+		t.Fatalf("loadConfig: %v", err)
+	}
+	want := []gateway.RoutingRule{
+		{Practice: "A81001", Reasons: []string{"44054006"}, Provider: "PRV02"},
+		{PostcodeDistricts: []string{"NE4", "SW1A"}, Provider: "PRV02"},
+		{Practice: "A81001", Provider: "PRV01"},
+	}
+	if got := c.routingRules(); !reflect.DeepEqual(got, want) {
+		t.Errorf("routingRules() = %#v\nwant %#v", got, want)
+	}
+	if got := c.staticKeys(); len(got) != 3 || got[2].Principal != (gateway.Principal{ClientID: "provider-prv02", Role: gateway.RoleProvider, Org: "PRV02"}) {
+		t.Errorf("staticKeys() = %+v", got)
+	}
+	// Settings the file leaves out keep their defaults.
+	if c.Server.ReadHeaderTimeout != 10*time.Second || c.Server.ShutdownTimeout != 20*time.Second || c.Log.Format != "json" || c.Database.MaxReaders != 8 {
+		t.Errorf("defaults not applied: %+v %+v %+v", c.Server, c.Log, c.Database)
+	}
+}
+
+func TestDerivedDefaults(t *testing.T) {
+	minimal := "environment: development\n"
+	for _, tc := range []struct {
+		name, yaml      string
+		baseURL, dsn    string
+		driver          string
+		wantErrContains string
+	}{
+		{name: "nothing", yaml: minimal, baseURL: "http://127.0.0.1:8080", dsn: "./data/spgateway.db", driver: "sqlite"},
+		{name: "any interface", yaml: minimal + "server:\n  listen: 0.0.0.0:9000\n", baseURL: "http://127.0.0.1:9000", dsn: "./data/spgateway.db", driver: "sqlite"},
+		{name: "no host", yaml: minimal + "server:\n  listen: :9000\n", baseURL: "http://127.0.0.1:9000", dsn: "./data/spgateway.db", driver: "sqlite"},
+		{name: "IPv6", yaml: minimal + "server:\n  listen: \"[::1]:9000\"\n", baseURL: "http://[::1]:9000", dsn: "./data/spgateway.db", driver: "sqlite"},
+		{name: "base_url given", yaml: minimal + "server:\n  listen: 0.0.0.0:9000\n  base_url: https://gw.example.org/spg\n", baseURL: "https://gw.example.org/spg", dsn: "./data/spgateway.db", driver: "sqlite"},
+		{name: "postgres has no default DSN", yaml: minimal + "database:\n  driver: postgres\n", wantErrContains: "config: database.dsn: is required"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			c, err := loadConfig(writeConfig(t, tc.yaml), envMap(nil))
+			if tc.wantErrContains != "" {
+				if err == nil || !strings.Contains(err.Error(), tc.wantErrContains) {
+					t.Fatalf("err = %v, want %q", err, tc.wantErrContains)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatalf("loadConfig: %v", err)
+			}
+			if c.Server.BaseURL != tc.baseURL || c.Database.DSN != tc.dsn || c.Database.Driver != tc.driver {
+				t.Errorf("base_url %q, dsn %q, driver %q", c.Server.BaseURL, c.Database.DSN, c.Database.Driver)
+			}
+		})
+	}
+}
+
+func TestConfigErrors(t *testing.T) {
+	for _, tc := range []struct {
+		name  string
+		edits []string // pairs: text of baseConfig, its replacement
+		text  string   // the whole file, when there are no edits of baseConfig
+		env   map[string]string
+		want  []string
+		never []string // must not appear: secrets
+	}{
+		// The file itself.
+		{name: "unknown key", edits: []string{"environment: test\n", "environment: test\nenviroment: test\n"},
+			want: []string{"config: line 2: enviroment: unknown key (valid keys here: environment, server, limits, database, log, nhs_number, practices, providers, routing, clients)"}},
+		{name: "unknown nested key", edits: []string{"  listen:", "  listn:"},
+			want: []string{"config: line 3: server.listn: unknown key (valid keys here: listen, base_url, read_header_timeout"}},
+		{name: "unknown key in a list item", edits: []string{"    role: admin", "    role: admin\n    organisation: A81001"},
+			want: []string{"clients[3].organisation: unknown key (valid keys here: id, role, organization, api_key)"}},
+		{name: "key given twice", edits: []string{"  max_count: 500\n", "  max_count: 500\n  max_count: 600\n"},
+			want: []string{"config: line 13: limits.max_count: given twice (first at line 12)"}},
+		{name: "not YAML", text: "environment: test\nserver: [\n",
+			want: []string{"config: line 2: did not find expected node content"}},
+		{name: "two documents", text: "environment: test\n---\nenvironment: production\n",
+			want: []string{"config: the file holds more than one YAML document"}},
+		{name: "not a mapping", text: "just words\n",
+			want: []string{`config: line 1: want a mapping of keys to values, got "just words"`}},
+		{name: "list given as a word", edits: []string{"clients:\n", "clients: none\nunused:\n"},
+			want: []string{`config: line 36: clients: want a list, got "none"`, "config: line 37: unused: unknown key"}},
+		{name: "only a comment", text: "# nothing yet\n",
+			want: []string{"config: environment: is required (in the file, or as SPGATEWAY_ENVIRONMENT)"}},
+
+		// Single settings.
+		{name: "environment unknown", edits: []string{"environment: test", "environment: staging"},
+			want: []string{`config: environment: must be one of development, test, production (got "staging")`}},
+		{name: "bad listen", edits: []string{"listen: 127.0.0.1:8080", "listen: localhost"},
+			want: []string{`config: server.listen: must be host:port with a port from 1 to 65535, such as 127.0.0.1:8080 or :8080 (got "localhost")`}},
+		{name: "listen port out of range", edits: []string{"listen: 127.0.0.1:8080", "listen: 127.0.0.1:70000"},
+			want: []string{"config: server.listen: must be host:port"}},
+		{name: "base_url with a trailing slash", edits: []string{"base_url: http://127.0.0.1:8080", "base_url: http://127.0.0.1:8080/"},
+			want: []string{"config: server.base_url: must be the absolute http or https URL of the server root"}},
+		{name: "base_url not http", edits: []string{"base_url: http://127.0.0.1:8080", "base_url: ftp://gw.example.org"},
+			want: []string{`config: server.base_url: must be the absolute http or https URL of the server root, with no trailing slash, query or fragment, such as https://gateway.example.org (got "ftp://gw.example.org")`}},
+		{name: "base_url relative", edits: []string{"base_url: http://127.0.0.1:8080", "base_url: /gateway"},
+			want: []string{"config: server.base_url: must be the absolute"}},
+		{name: "bad duration", edits: []string{"read_timeout: 30s", "read_timeout: soon"},
+			want: []string{`config: line 5: server.read_timeout: want a duration such as 30s, 2m or 1h30m, got "soon"`}},
+		{name: "duration without a unit", edits: []string{"idle_timeout: 120s", "idle_timeout: 120"},
+			want: []string{`config: line 7: server.idle_timeout: want a duration such as 30s, 2m or 1h30m, got "120"`}},
+		{name: "negative duration", edits: []string{"write_timeout: 60s", "write_timeout: -1s"},
+			want: []string{"config: server.write_timeout: must be more than 0 (got -1s)"}},
+		{name: "body limit too small", edits: []string{"max_body_bytes: 1048576", "max_body_bytes: 100"},
+			want: []string{"config: limits.max_body_bytes: must be at least 1024 (got 100)"}},
+		{name: "body limit not a number", edits: []string{"max_body_bytes: 1048576", "max_body_bytes: 1MB"},
+			want: []string{`config: line 9: limits.max_body_bytes: want a whole number, got "1MB"`}},
+		{name: "fraction for a whole number", edits: []string{"max_count: 500", "max_count: 500.5"},
+			want: []string{`config: line 12: limits.max_count: want a whole number, got "500.5"`}},
+		{name: "JSON depth too deep", edits: []string{"max_json_depth: 64", "max_json_depth: 5000"},
+			want: []string{"config: limits.max_json_depth: must be at most 1000 (got 5000)"}},
+		{name: "default_count over max_count", edits: []string{"default_count: 50", "default_count: 600"},
+			want: []string{"config: limits.default_count: 600 is more than limits.max_count (500)"}},
+		{name: "bad driver", edits: []string{"driver: sqlite", "driver: mysql"},
+			want: []string{`config: database.driver: must be one of sqlite, postgres (got "mysql")`}},
+		{name: "URL for sqlite", edits: []string{"dsn: ./data/test.db", "dsn: postgres://u:pw-secret@h/db"},
+			want:  []string{"config: database.dsn: must be a file path for sqlite, not a URL"},
+			never: []string{"pw-secret"}},
+		{name: "sqlite options", edits: []string{"dsn: ./data/test.db", "dsn: file:./data/test.db?mode=ro"},
+			want: []string{"config: database.dsn: must be a plain file path for sqlite"}},
+		{name: "sqlite in memory", edits: []string{"dsn: ./data/test.db", "dsn: \":memory:\""},
+			want: []string{"config: database.dsn: must be a file path: an in-memory database"}},
+		{name: "file path for postgres", edits: []string{"driver: sqlite", "driver: postgres"},
+			want: []string{"config: database.dsn: must be a postgres:// URL for postgres"}},
+		{name: "unparsable postgres URL", edits: []string{"driver: sqlite\n  dsn: ./data/test.db", "driver: postgres\n  dsn: \"postgres://u:pw-secret@h:port/db\""},
+			want:  []string{"config: database.dsn: must be a postgres:// URL"},
+			never: []string{"pw-secret"}},
+		{name: "no readers", edits: []string{"dsn: ./data/test.db", "dsn: ./data/test.db\n  max_readers: 0"},
+			want: []string{"config: database.max_readers: must be at least 1 (got 0)"}},
+		{name: "bad log level", edits: []string{"level: info", "level: verbose"},
+			want: []string{`config: log.level: must be one of debug, info, warn, error (got "verbose")`}},
+		{name: "bad bool", edits: []string{"relax_check_digit: false", "relax_check_digit: sometimes"},
+			want: []string{`config: line 19: nhs_number.relax_check_digit: want true or false, got "sometimes"`}},
+
+		// Organisations and routing.
+		{name: "bad organisation code", edits: []string{"code: A81001", "code: A-81001"},
+			want: []string{`config: practices[0].code: must hold only letters and digits (got "A-81001")`}},
+		{name: "organisation code too short", edits: []string{"code: PRV01", "code: P1"},
+			want: []string{`config: providers[0].code: must be at least 3 characters long (got "P1")`}},
+		{name: "organisation without a name", edits: []string{"    name: Tyneside Link Workers\n", ""},
+			want: []string{"config: providers[0].name: is required"}},
+		{name: "code used twice", edits: []string{"code: PRV01", "code: A81001"},
+			want: []string{`config: providers[0].code: "A81001" is already used by practices[0].code`}},
+		{name: "routing to unknown provider", edits: []string{"reasons: [\"44054006\"]\n    provider: PRV02", "reasons: [\"44054006\"]\n    provider: PRV09"},
+			want: []string{`config: routing[0].provider: "PRV09" is not a configured provider`}},
+		{name: "routing to a practice", edits: []string{"reasons: [\"44054006\"]\n    provider: PRV02", "reasons: [\"44054006\"]\n    provider: A81001"},
+			want: []string{`config: routing[0].provider: "A81001" is a practice, not a provider`}},
+		{name: "routing from unknown practice", edits: []string{"  - practice: A81001\n    provider: PRV01", "  - practice: B99999\n    provider: PRV01"},
+			want: []string{`config: routing[2].practice: "B99999" is not a configured practice`}},
+		{name: "routing without provider", edits: []string{"  - practice: A81001\n    provider: PRV01", "  - practice: A81001"},
+			want: []string{"config: routing[2].provider: is required"}},
+		{name: "bad postcode district", edits: []string{"[NE4, SW1A]", "[NE4, \"NE4 5XX\"]"},
+			want: []string{`config: routing[1].postcode_districts[1]: must be a postcode district (the outward code, such as NE4 or SW1A) (got "NE4 5XX")`}},
+		{name: "reason not SNOMED CT", edits: []string{`["44054006"]`, `["diabetes"]`},
+			want: []string{`config: routing[0].reasons[0]: must be a SNOMED CT code: 6 to 18 digits with a valid check digit (got "diabetes")`}},
+		{name: "mistyped reason", edits: []string{`["44054006"]`, `["44054005"]`},
+			want: []string{`config: routing[0].reasons[0]: must be a SNOMED CT code`}},
+		{name: "rule behind a catch-all", edits: []string{"  - postcode_districts: [NE4, SW1A]\n", "  - postcode_districts: []\n"},
+			want: []string{"config: routing[2]: is never used: routing[1] has no conditions, matches every referral and comes first"}},
+
+		// Clients.
+		{name: "duplicate client id", edits: []string{"id: provider-prv02", "id: provider-prv01"},
+			want: []string{`config: clients[2].id: "provider-prv01" is already the id of clients[1]`}},
+		{name: "client without id", edits: []string{"  - id: admin\n    role: admin", "  - role: admin"},
+			want: []string{"config: clients[3].id: is required"}},
+		{name: "duplicate key", edits: []string{"api_key: key-provider-prv02", "api_key: key-provider-prv01"},
+			want:  []string{"config: clients[2].api_key: is the same key as clients[1].api_key; every client needs its own"},
+			never: []string{"key-provider"}},
+		{name: "short key", edits: []string{"api_key: key-provider-prv02", "api_key: tiny"},
+			want:  []string{"config: clients[2].api_key: must be at least 8 characters long"},
+			never: []string{"tiny"}},
+		{name: "key with a space", edits: []string{"api_key: key-provider-prv02", "api_key: key provider prv02"},
+			want:  []string{"config: clients[2].api_key: may hold only letters, digits and -._~+/"},
+			never: []string{"key provider"}},
+		{name: "bad role", edits: []string{"role: admin", "role: operator"},
+			want: []string{`config: clients[3].role: must be one of practice, provider, admin (got "operator")`}},
+		{name: "client org unknown", edits: []string{"organization: PRV02", "organization: PRV99"},
+			want: []string{`config: clients[2].organization: "PRV99" is not a configured provider`}},
+		{name: "practice client bound to a provider", edits: []string{"organization: A81001", "organization: PRV01"},
+			want: []string{`config: clients[0].organization: "PRV01" is a provider, not a practice`}},
+		{name: "provider client without organisation", edits: []string{"    organization: PRV01\n", ""},
+			want: []string{"config: clients[1].organization: is required for a provider client"}},
+		{name: "admin with organisation", edits: []string{"role: admin", "role: admin\n    organization: A81001"},
+			want: []string{`config: clients[3].organization: must be empty for an admin client (got "A81001")`}},
+
+		// Production.
+		{name: "relax_check_digit in production", edits: []string{"environment: test", "environment: production", "relax_check_digit: false", "relax_check_digit: true"},
+			want: []string{"config: nhs_number.relax_check_digit: is refused in production"}},
+		{name: "api_key in production", edits: []string{"environment: test", "environment: production"},
+			want: []string{
+				"config: clients[0].api_key: development keys are refused in production",
+				"config: clients[1].api_key: development keys are refused in production",
+				"config: clients[2].api_key: development keys are refused in production",
+			},
+			never: []string{"clients[3].api_key", "key-"}},
+		{name: "production by variable", env: map[string]string{"SPGATEWAY_ENVIRONMENT": "production", "SPGATEWAY_NHS_NUMBER_RELAX_CHECK_DIGIT": "true"},
+			want: []string{
+				"config: nhs_number.relax_check_digit: is refused in production: every NHS number must pass the check digit (set by SPGATEWAY_NHS_NUMBER_RELAX_CHECK_DIGIT)",
+				"config: clients[0].api_key: development keys are refused in production",
+			}},
+
+		// Several problems are reported together.
+		{name: "all problems at once", edits: []string{"driver: sqlite", "driver: mysql", "level: info", "level: loud", "id: admin", "id: provider-prv01"},
+			want: []string{"database.driver:", "log.level:", "clients[3].id:"}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			text := tc.text
+			if text == "" {
+				text = baseConfig
+				for i := 0; i+1 < len(tc.edits); i += 2 {
+					if !strings.Contains(text, tc.edits[i]) {
+						t.Fatalf("baseConfig has no %q", tc.edits[i])
+					}
+					text = strings.Replace(text, tc.edits[i], tc.edits[i+1], 1)
+				}
+			}
+			c, err := loadConfig(writeConfig(t, text), envMap(tc.env))
+			if err == nil {
+				t.Fatalf("no error; config %+v", c)
+			}
+			if c != nil {
+				t.Errorf("a config came back with the error")
+			}
+			msg := err.Error()
+			for _, w := range tc.want {
+				if !strings.Contains(msg, w) {
+					t.Errorf("error lacks %q:\n%s", w, msg)
+				}
+			}
+			for _, n := range tc.never {
+				if strings.Contains(msg, n) {
+					t.Errorf("error shows %q:\n%s", n, msg)
+				}
+			}
+			for _, line := range strings.Split(msg, "\n") {
+				if !strings.HasPrefix(line, "config: ") {
+					t.Errorf("line %q does not start with \"config: \"", line)
+				}
+			}
+		})
+	}
+}
+
+func TestLoadConfigMissingFile(t *testing.T) {
+	_, err := loadConfig(filepath.Join(t.TempDir(), "absent.yaml"), nil)
+	if err == nil || !strings.HasPrefix(err.Error(), "config: open ") {
+		t.Errorf("err = %v", err)
+	}
+	if _, err := loadConfig("", nil); err == nil {
+		t.Error("no error for an empty path")
+	}
+}
+
+func TestValidSCTID(t *testing.T) {
+	valid := []string{
+		"871731000000106", "1084281000000109", "515721000000104", // social prescribing
+		"44054006", "13645005", "195967001", "230690007", "197480006", "718466001",
+	}
+	for _, s := range valid {
+		if !validSCTID(s) {
+			t.Errorf("validSCTID(%q) = false", s)
+		}
+	}
+	for _, s := range []string{"", "12345", "044054006", "44054005", "4405400x", "1234567890123456789", "871731000000107"} {
+		if validSCTID(s) {
+			t.Errorf("validSCTID(%q) = true", s)
+		}
+	}
+}
+
+func FuzzLoadConfig(f *testing.F) {
+	// The shipped files without their comments: small seeds keep
+	// minimising a new input quick.
+	for _, path := range []string{developmentFile, productionFile} {
+		b, err := os.ReadFile(path)
+		if err != nil {
+			f.Fatal(err)
+		}
+		var seed []byte
+		for line := range strings.Lines(string(b)) {
+			if !strings.HasPrefix(strings.TrimSpace(line), "#") {
+				seed = append(seed, line...)
+			}
+		}
+		f.Add(seed)
+	}
+	f.Add([]byte(baseConfig))
+	f.Add([]byte(""))
+	f.Add([]byte("environment: development\nserver: {listen: \"[::1]:80\", read_timeout: 1h}\n"))
+	f.Add([]byte("a: &x [*x]\n"))
+	f.Add([]byte("routing:\n  - <<: {provider: PRV01}\n"))
+	// One file per worker process, rewritten for each input: a fresh
+	// folder each time would make minimising an input needlessly slow.
+	path := filepath.Join(f.TempDir(), "config.yaml")
+	f.Fuzz(func(t *testing.T, data []byte) {
+		if err := os.WriteFile(path, data, 0o600); err != nil {
+			t.Fatal(err)
+		}
+		c, err := loadConfig(path, envMap(nil))
+		if err != nil {
+			if c != nil {
+				t.Fatal("a config came back with the error")
+			}
+			for _, line := range strings.Split(err.Error(), "\n") {
+				if !strings.HasPrefix(line, "config: ") {
+					t.Fatalf("line %q does not start with \"config: \"", line)
+				}
+			}
+			return
+		}
+		// What validates, the gateway accepts.
+		if _, err := gateway.NewService(c.gatewayConfig(stubStore{})); err != nil {
+			t.Fatalf("gateway.NewService refuses a valid configuration: %v", err)
+		}
+		if c.production() && len(c.staticKeys()) > 0 {
+			t.Fatal("a production configuration has development keys")
+		}
+	})
+}

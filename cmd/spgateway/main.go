@@ -1,0 +1,181 @@
+// Command spgateway runs the social prescribing referral gateway.
+//
+//	spgateway [-config FILE] [serve]     run the gateway (the default)
+//	spgateway [-config FILE] migrate     bring the database schema up to date
+//	spgateway [-config FILE] config check
+//	                                     validate the configuration and exit
+//
+// Without -config it reads $SPGATEWAY_CONFIG, else configs/development.yaml.
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"os/signal"
+	"runtime/debug"
+	"syscall"
+	"time"
+
+	"github.com/spgateway/spgateway/fhir"
+	"github.com/spgateway/spgateway/gateway"
+	"github.com/spgateway/spgateway/gateway/store"
+)
+
+const defaultConfigPath = "configs/development.yaml"
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	if err := run(ctx, os.Args[1:], os.Getenv, os.Stdout, os.Stderr); err != nil {
+		fmt.Fprintln(os.Stderr, "spgateway:", err)
+		if errors.Is(err, errUsage) {
+			os.Exit(2)
+		}
+		os.Exit(1)
+	}
+}
+
+var errUsage = errors.New("usage: spgateway [-config FILE] [serve | migrate | config check]")
+
+// run is the whole program: main only adds the process's signals,
+// environment and exit code, so tests can run it too.
+func run(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
+	fs := flag.NewFlagSet("spgateway", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	path := getenv("SPGATEWAY_CONFIG")
+	if path == "" {
+		path = defaultConfigPath
+	}
+	fs.StringVar(&path, "config", path, "configuration file (YAML)")
+	// Flags may come before or after the command words.
+	var words []string
+	for {
+		if err := fs.Parse(args); err != nil {
+			return errUsage
+		}
+		if fs.NArg() == 0 {
+			break
+		}
+		words = append(words, fs.Arg(0))
+		args = fs.Args()[1:]
+	}
+	cfg, err := loadConfig(path, getenv)
+	if err != nil {
+		return err
+	}
+	switch fmt.Sprint(words) {
+	case "[]", "[serve]":
+		return serve(ctx, cfg, newLogger(cfg, stderr))
+	case "[migrate]":
+		st, err := store.Open(ctx, cfg.storeConfig())
+		if err != nil {
+			return err
+		}
+		fmt.Fprintf(stdout, "database schema is up to date (%s)\n", cfg.Database.Driver)
+		return st.Close()
+	case "[config check]":
+		fmt.Fprintf(stdout, "%s: valid %s configuration: %d practices, %d providers, %d routing rules, %d clients\n",
+			path, cfg.Environment, len(cfg.Practices), len(cfg.Providers), len(cfg.Routing), len(cfg.Clients))
+		return nil
+	}
+	return errUsage
+}
+
+func newLogger(cfg *Config, w io.Writer) *slog.Logger {
+	var level slog.Level
+	_ = level.UnmarshalText([]byte(cfg.Log.Level)) // validated with the configuration
+	opts := &slog.HandlerOptions{Level: level}
+	if cfg.Log.Format == "text" {
+		return slog.New(slog.NewTextHandler(w, opts))
+	}
+	return slog.New(slog.NewJSONHandler(w, opts))
+}
+
+func version() string {
+	if bi, ok := debug.ReadBuildInfo(); ok && bi.Main.Version != "" {
+		return bi.Main.Version
+	}
+	return "unknown"
+}
+
+// serve runs the gateway until ctx ends, then lets in-flight requests finish
+// within the shutdown timeout.
+func serve(ctx context.Context, cfg *Config, log *slog.Logger) error {
+	st, err := store.Open(ctx, cfg.storeConfig())
+	if err != nil {
+		return err
+	}
+	defer st.Close()
+	svc, err := gateway.NewService(cfg.gatewayConfig(st))
+	if err != nil {
+		return err
+	}
+	h, err := fhir.NewServer(fhir.Config{
+		BaseURL:      cfg.Server.BaseURL,
+		MaxBodyBytes: cfg.Limits.MaxBodyBytes,
+		MaxJSONDepth: cfg.Limits.MaxJSONDepth,
+		DefaultCount: cfg.Limits.DefaultCount,
+		MaxCount:     cfg.Limits.MaxCount,
+		Logger:       log,
+		Version:      version(),
+	}, svc, gateway.NewStaticKeys(cfg.staticKeys()))
+	if err != nil {
+		return err
+	}
+	srv := &http.Server{
+		Handler:           h,
+		ReadHeaderTimeout: cfg.Server.ReadHeaderTimeout,
+		ReadTimeout:       cfg.Server.ReadTimeout,
+		WriteTimeout:      cfg.Server.WriteTimeout,
+		IdleTimeout:       cfg.Server.IdleTimeout,
+		MaxHeaderBytes:    64 << 10,
+		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
+		BaseContext:       func(net.Listener) context.Context { return context.WithoutCancel(ctx) },
+	}
+	ln, err := net.Listen("tcp", cfg.Server.Listen)
+	if err != nil {
+		return err
+	}
+	log.Info("spgateway listening", "addr", ln.Addr().String(), "fhir_base", cfg.fhirBaseURL(),
+		"environment", cfg.Environment, "database", cfg.Database.Driver, "version", version())
+	errc := make(chan error, 1)
+	go func() { errc <- srv.Serve(ln) }()
+	select {
+	case err := <-errc:
+		return err
+	case <-ctx.Done():
+	}
+	log.Info("shutting down: finishing requests in flight", "timeout", cfg.Server.ShutdownTimeout.String())
+	sctx, cancel := context.WithTimeout(context.Background(), cfg.Server.ShutdownTimeout)
+	defer cancel()
+	if err := srv.Shutdown(sctx); err != nil {
+		return fmt.Errorf("shutdown: %w", err)
+	}
+	if err := <-errc; !errors.Is(err, http.ErrServerClosed) {
+		return err
+	}
+	log.Info("stopped")
+	return nil
+}
+
+// waitReady is for tests: it polls url until it answers 200 or d passes.
+func waitReady(url string, d time.Duration) error {
+	deadline := time.Now().Add(d)
+	for time.Now().Before(deadline) {
+		if res, err := http.Get(url); err == nil {
+			res.Body.Close()
+			if res.StatusCode == http.StatusOK {
+				return nil
+			}
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	return fmt.Errorf("%s not ready after %s", url, d)
+}
