@@ -5,6 +5,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"hash/fnv"
+	"math"
 )
 
 // cursor is where the next page of a search starts: the snapshot the first
@@ -56,7 +57,7 @@ func decodeCursor(s string) (cursor, error) {
 			var u uint64
 			u, n = binary.Uvarint(b)
 			v = int64(u)
-			if u > 1<<32 {
+			if u > math.MaxUint32 {
 				return cursor{}, errCursor
 			}
 		} else {

@@ -2,19 +2,26 @@ package fhir
 
 import (
 	"encoding/json"
+	"unicode/utf8"
 
 	"github.com/spgateway/spgateway/gateway"
 )
 
-// checkJSON refuses a body that is not one JSON value or nests objects and
-// arrays deeper than maxDepth. The depth is counted first, in one pass that
-// allocates nothing, so no parser ever recurses into a hostile document.
+// checkJSON refuses a body that is not one JSON value in UTF-8 or nests
+// objects and arrays deeper than maxDepth. The depth is counted first, in
+// one pass that allocates nothing, so no parser ever recurses into a
+// hostile document.
 func checkJSON(body []byte, maxDepth int) error {
 	if d := jsonDepth(body, maxDepth); d > maxDepth {
 		return gateway.Errorf(gateway.CodeInvalid, "the JSON nests deeper than %d levels", maxDepth)
 	}
 	if !json.Valid(body) {
 		return gateway.Errorf(gateway.CodeInvalid, "the body is not valid JSON")
+	}
+	// json.Valid lets other bytes through in strings; JSON is UTF-8
+	// (RFC 8259), and PostgreSQL refuses to store anything else.
+	if !utf8.Valid(body) {
+		return gateway.Errorf(gateway.CodeInvalid, "the body is not UTF-8")
 	}
 	return nil
 }

@@ -5,6 +5,8 @@ import (
 	"net/http"
 	"strings"
 	"testing"
+
+	"github.com/spgateway/spgateway/gateway/store/storetest"
 )
 
 func TestAuthentication(t *testing.T) {
@@ -166,6 +168,31 @@ func strayCondition(t *testing.T) string {
 	b := fixture(t, "referral-bundle.json")
 	b = bytes.Replace(b, []byte(`"reasonReference": [{"reference": "urn:uuid:6f1c2a52-3d4e-4b8a-9a61-2f0c8d7e1a02"}],`), nil, 1)
 	return string(b)
+}
+
+// TestSearchSizeLimits: a search too big for the database is refused with
+// 400, not passed on to fail there.
+func TestSearchSizeLimits(t *testing.T) {
+	storetest.Each(t, func(t *testing.T, engine string) {
+		g := newGateway(t, engine, withLimits(4<<20, 64, 50, 500))
+		ids := strings.TrimSuffix(strings.Repeat("x,", 101), ",")
+		if r := g.get("/fhir/Task?_id="+ids, keyPRV01); r.status != 400 {
+			t.Errorf("101 ids: %d", r.status)
+		}
+		if r := g.get("/fhir/Task?_id="+strings.TrimSuffix(strings.Repeat("x,", 100), ","), keyPRV01); r.status != 200 {
+			t.Errorf("100 ids: %d %s", r.status, r.body)
+		}
+		many := strings.TrimSuffix(strings.Repeat("status=requested&", 33), "&")
+		if r := g.get("/fhir/Task?"+many, keyPRV01); r.status != 400 {
+			t.Errorf("33 parameters: %d", r.status)
+		}
+		// The same through a form body, which has no URL length limit.
+		form := strings.TrimSuffix(strings.Repeat("_id="+strings.Repeat("y", 30)+"&", 3000), "&")
+		r := g.do("POST", "/fhir/Task/_search", keyPRV01, []byte(form), "Content-Type", "application/x-www-form-urlencoded")
+		if r.status != 400 {
+			t.Errorf("3000 _id parameters by form: %d", r.status)
+		}
+	})
 }
 
 func TestMethodsAndTypes(t *testing.T) {

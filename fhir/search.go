@@ -5,6 +5,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"unicode/utf8"
 
 	"github.com/spgateway/spgateway/gateway"
 )
@@ -30,6 +31,13 @@ var ignoredParams = map[string]bool{
 	"_has": true, "_list": true, "_text": true, "_content": true, "_query": true, "_filter": true,
 	"_security": true, "_tag": true, "_profile": true, "_source": true,
 }
+
+// Limits on one search, well inside the engines' bound-parameter limits: a
+// search is refused (400) rather than sent to the database at any size.
+const (
+	maxFilters      = 32  // search parameter occurrences
+	maxAlternatives = 100 // comma-separated values in one occurrence
+)
 
 func badParam(format string, args ...any) error {
 	return gateway.Errorf(gateway.CodeInvalid, format, args...)
@@ -188,8 +196,18 @@ func findInclude(def *resourceDef, v string) (gateway.Include, bool) {
 // addFilter adds one value (which may list alternatives separated by commas)
 // of a search parameter to the query.
 func (s *Server) addFilter(ps *parsedSearch, p searchParam, modifier, chain, value string) error {
+	if !utf8.ValidString(value) {
+		// The store binds values as text, which PostgreSQL refuses.
+		return badParam("%s: the value is not UTF-8", p.name)
+	}
+	if len(ps.query.Filters) >= maxFilters {
+		return badParam("a search takes at most %d parameters", maxFilters)
+	}
 	f := gateway.Filter{Field: p.field}
 	alternatives := splitEscaped(value, ',')
+	if len(alternatives) > maxAlternatives {
+		return badParam("%s: at most %d values separated by commas", p.name, maxAlternatives)
+	}
 	switch p.typ {
 	case paramDate:
 		if modifier != "" || chain != "" {

@@ -47,8 +47,10 @@ type referral struct {
 	request int // index of the ServiceRequest
 	subject gateway.SubjectKind
 	// containedAt is the index in ServiceRequest.contained of the Patient
-	// sent contained, or -1.
-	containedAt int
+	// sent contained, or -1; containedRef is the local reference to it
+	// ("#id").
+	containedAt  int
+	containedRef string
 }
 
 func invalid(typ gateway.IssueType, exprs []string, format string, args ...any) *gateway.Error {
@@ -91,6 +93,9 @@ func ParseTransaction(body []byte) (*gateway.Referral, error) {
 	bundle, err := r4.UnmarshalBundle(body)
 	if err != nil {
 		return nil, decodeProblem(reflect.TypeFor[r4.Bundle](), []string{"Bundle"}, err)
+	}
+	if err := checkKeys(body, []string{"Bundle"}); err != nil {
+		return nil, err
 	}
 	switch n := len(bundle.Entry); {
 	case n == 0:
@@ -190,6 +195,9 @@ func ParseServiceRequest(body []byte, ifNoneExist string) (*gateway.Referral, er
 	m, err := decode(gateway.TypeServiceRequest, body)
 	if err != nil {
 		return nil, decodeProblem(acceptedTypes[gateway.TypeServiceRequest], at, err)
+	}
+	if err := checkKeys(body, at); err != nil {
+		return nil, err
 	}
 	raw, err := compact(body)
 	if err != nil {
@@ -459,9 +467,10 @@ func (r *referral) containedPatient(id string) (*r4.Patient, []string, bool) {
 	if err != nil {
 		return nil, nil, false
 	}
-	r.containedAt = at
-	// The contained Patient becomes a resource of its own.
-	r.docs = append(r.docs, doc{typ: gateway.TypePatient, raw: raw, at: bases, part: gateway.PartPatient,
+	r.containedAt, r.containedRef = at, "#"+id
+	// The contained Patient becomes a resource of its own, whose references
+	// to entries of a Bundle are resolved like those of the entries.
+	r.docs = append(r.docs, doc{typ: gateway.TypePatient, raw: raw, at: bases, refs: references(raw), part: gateway.PartPatient,
 		index: patientIndex(&p, raw), contained: true})
 	return &p, bases, true
 }

@@ -93,10 +93,18 @@ func (r *referral) renderRequest(body []byte, a gateway.Assignment) ([]byte, err
 			return body, nil // a Bundle entry: resolved with the other references
 		}
 		// The contained Patient is stored as a resource of its own: refer
-		// to it, and leave it out of contained (a contained resource must be
-		// referred to from its container).
+		// to it wherever the ServiceRequest did, and leave it out of
+		// contained (a contained resource must be referred to from its
+		// container).
 		if body, err = sjson.SetBytes(body, "subject.reference", "Patient/"+a.PatientID); err != nil {
 			return nil, err
+		}
+		for _, ref := range r.docs[r.request].refs {
+			if ref.value == r.containedRef {
+				if body, err = sjson.SetBytes(body, ref.path, "Patient/"+a.PatientID); err != nil {
+					return nil, err
+				}
+			}
 		}
 		if body, err = sjson.DeleteBytes(body, "contained."+strconv.Itoa(r.containedAt)); err != nil {
 			return nil, err
