@@ -19,7 +19,13 @@ type dialect struct {
 	lockClock string
 	// readTx starts a read that sees one snapshot for all its statements.
 	readTx *sql.TxOptions
+	// accessible restricts the resource_versions row v to what the
+	// organisation bound to its ? may read. It must cost one probe of
+	// resource_access's key per row, whatever the planner's statistics say.
+	accessible string
 }
+
+const accessibleSQL = `EXISTS (SELECT 1 FROM resource_access a WHERE a.org = ? AND a.type = v.type AND a.id = v.id`
 
 var sqliteDialect = dialect{
 	name:      DriverSQLite,
@@ -27,6 +33,8 @@ var sqliteDialect = dialect{
 	bind:      sqlx.QUESTION,
 	lockClock: `SELECT seq, last_updated FROM change_clock WHERE id = 1`,
 	readTx:    &sql.TxOptions{ReadOnly: true},
+	// SQLite runs a correlated EXISTS as a probe of the key per row.
+	accessible: accessibleSQL + `)`,
 }
 
 var postgresDialect = dialect{
@@ -35,6 +43,11 @@ var postgresDialect = dialect{
 	bind:      sqlx.DOLLAR,
 	lockClock: `SELECT seq, last_updated FROM change_clock WHERE id = 1 FOR UPDATE`,
 	readTx:    &sql.TxOptions{ReadOnly: true, Isolation: sql.LevelRepeatableRead},
+	// PostgreSQL would turn the EXISTS into a semi-join, and with stale or
+	// no statistics (a new database) scan all of the organisation's access
+	// rows for every candidate row. OFFSET 0 keeps the subquery a
+	// correlated probe of the primary key.
+	accessible: accessibleSQL + ` OFFSET 0)`,
 }
 
 func (d dialect) rebind(q string) string { return sqlx.Rebind(d.bind, q) }

@@ -151,7 +151,7 @@ func (v *view) Search(ctx context.Context, q gateway.SearchQuery) (gateway.Searc
 	w.add("v.type = ?", q.Type)
 	vis, visArgs := asOf("v", snap)
 	w.add(vis, visArgs...)
-	w.add(accessible, q.Org)
+	w.add(v.d.accessible, q.Org)
 	for _, f := range q.Filters {
 		if err := w.filter(f, snap); err != nil {
 			return gateway.SearchPage{}, gateway.Errorf(gateway.CodeInvalid, "cannot run this search: %v", err)
@@ -232,7 +232,7 @@ func (v *view) include(ctx context.Context, org string, snap int64, inc gateway.
 	w.add("v.id IN ("+placeholders(len(ids))+")", ids...)
 	vis, visArgs := asOf("v", snap)
 	w.add(vis, visArgs...)
-	w.add(accessible, org)
+	w.add(v.d.accessible, org)
 	var rows []row
 	if err := v.selectAll(ctx, &rows, (`SELECT ` + rowColumns + ` FROM resource_versions v WHERE ` + w.sql() + ` ORDER BY v.seq`), w.args...); err != nil {
 		return nil, gateway.Internal("store.Search", err)

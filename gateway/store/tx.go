@@ -119,7 +119,7 @@ func (v *view) get(ctx context.Context, org, typ, id string, version int) (gatew
 		q += ` AND v.superseded_seq IS NULL`
 	}
 	if org != "" {
-		q += ` AND ` + accessible
+		q += ` AND ` + v.d.accessible
 		args = append(args, org)
 	}
 	var r row
@@ -136,8 +136,6 @@ func (v *view) get(ctx context.Context, org, typ, id string, version int) (gatew
 	return r.toResource(), nil
 }
 
-// accessible restricts v to what the organisation bound to its ? may read.
-const accessible = `EXISTS (SELECT 1 FROM resource_access a WHERE a.org = ? AND a.type = v.type AND a.id = v.id)`
 
 func (v *view) Get(ctx context.Context, typ, id string, version int) (gateway.Resource, error) {
 	return v.get(ctx, "", typ, id, version)
