@@ -16,6 +16,7 @@ import (
 	"github.com/spgateway/spgateway/fhir/fhirtest"
 	"github.com/spgateway/spgateway/gateway"
 	"github.com/spgateway/spgateway/gateway/store/storetest"
+	"github.com/spgateway/spgateway/mapping"
 )
 
 // The development keys of SPEC 4.1.
@@ -55,7 +56,8 @@ func newGateway(t testing.TB, engine string, opts ...gatewayOption) *testGateway
 	t.Helper()
 	st := storetest.Open(t, engine, nil)
 	gcfg := gateway.Config{
-		Store: st,
+		Store:     st,
+		Documents: mapping.Documents{},
 		Organizations: []gateway.Organization{
 			{Code: "A81001", Name: "Example Road Surgery", Kind: gateway.OrgPractice},
 			{Code: "A81002", Name: "Riverside Medical Group", Kind: gateway.OrgPractice},

@@ -91,8 +91,8 @@ const (
 // may ask at all.
 var permissions = map[Role]map[string][]Action{
 	RolePractice: {
-		TypeServiceRequest: {ActionRead, ActionSearch, ActionCreate},
-		TypeTask:           {ActionRead, ActionSearch},
+		TypeServiceRequest: {ActionRead, ActionSearch, ActionCreate, ActionUpdate},
+		TypeTask:           {ActionRead, ActionSearch, ActionUpdate},
 		TypePatient:        {ActionRead, ActionSearch},
 		TypeCondition:      {ActionRead, ActionSearch},
 		TypeConsent:        {ActionRead, ActionSearch},
@@ -100,7 +100,7 @@ var permissions = map[Role]map[string][]Action{
 	},
 	RoleProvider: {
 		TypeServiceRequest: {ActionRead, ActionSearch},
-		TypeTask:           {ActionRead, ActionSearch},
+		TypeTask:           {ActionRead, ActionSearch, ActionUpdate},
 		TypePatient:        {ActionRead, ActionSearch},
 		TypeCondition:      {ActionRead, ActionSearch},
 		TypeConsent:        {ActionRead, ActionSearch},

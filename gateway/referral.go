@@ -59,6 +59,8 @@ type Assignment struct {
 	// TaskID is the id of the Task the gateway creates; empty when the
 	// referral carries its own Task.
 	TaskID string
+	// ChangedBy is the client that sent the referral.
+	ChangedBy Principal
 }
 
 // ReferralResult says what a submission stored or found.
@@ -105,7 +107,7 @@ func (s *Service) SubmitReferral(ctx context.Context, p Principal, r *Referral) 
 	var res *ReferralResult
 	err = s.store.Update(ctx, func(tx Tx) error {
 		var err error
-		res, err = s.writeReferral(ctx, tx, p.Org, provider, r)
+		res, err = s.writeReferral(ctx, tx, p, provider, r)
 		return err
 	})
 	if errors.Is(err, errDuplicateReferral) {
@@ -170,9 +172,11 @@ func (s *Service) route(r *Referral, practice string) (string, error) {
 	return provider, nil
 }
 
-func (s *Service) writeReferral(ctx context.Context, tx Tx, practice, provider string, r *Referral) (*ReferralResult, error) {
+func (s *Service) writeReferral(ctx context.Context, tx Tx, p Principal, provider string, r *Referral) (*ReferralResult, error) {
+	practice := p.Org
 	n := len(r.Entries)
 	a := Assignment{
+		ChangedBy: p,
 		Now:       tx.Now(),
 		IDs:       make([]string, n),
 		Versions:  make([]int, n),

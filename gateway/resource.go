@@ -85,4 +85,9 @@ type Index struct {
 	ContentHash string
 	// Access lists the organisations that may read the resource.
 	Access []string
+	// LinkWorker is the link worker holding a Task (ExtensionLinkWorker).
+	LinkWorker Identifier
+	// CodesOnly marks a Task whose patient agreed to share coded outcomes
+	// only with the practice.
+	CodesOnly bool
 }

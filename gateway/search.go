@@ -19,6 +19,7 @@ const (
 	FieldLastUpdated             // meta.lastUpdated
 	FieldAuthored                // ServiceRequest.authoredOn
 	FieldModified                // Task.lastModified
+	FieldLinkWorker              // the Task's link worker, as system|value
 )
 
 // IsDate reports whether f takes date comparisons.

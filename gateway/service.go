@@ -15,6 +15,7 @@ import (
 // Config is what the Service needs from configuration.
 type Config struct {
 	Store         Store
+	Documents     Documents
 	Organizations []Organization
 	Routing       []RoutingRule
 	// RelaxNHSNumberCheck accepts an NHS number whose last digit does not
@@ -28,6 +29,7 @@ type Config struct {
 // Service carries out what clients ask, checking who may do what.
 type Service struct {
 	store   Store
+	docs    Documents
 	dir     Directory
 	orgs    []Organization
 	routing []RoutingRule
@@ -39,11 +41,12 @@ type Service struct {
 // NewService returns a Service, or an error naming what is missing or
 // inconsistent in cfg.
 func NewService(cfg Config) (*Service, error) {
-	if cfg.Store == nil {
-		return nil, errors.New("gateway.NewService: no store")
+	if cfg.Store == nil || cfg.Documents == nil {
+		return nil, errors.New("gateway.NewService: a store and documents are required")
 	}
 	s := &Service{
 		store:   cfg.Store,
+		docs:    cfg.Documents,
 		dir:     NewDirectory(cfg.Organizations),
 		orgs:    cfg.Organizations,
 		routing: cfg.Routing,
@@ -88,7 +91,10 @@ func (s *Service) Read(ctx context.Context, p Principal, typ, id string, version
 		res, err = v.GetFor(ctx, p.Org, typ, id, version)
 		return err
 	})
-	return res, err
+	if err != nil {
+		return Resource{}, err
+	}
+	return s.view(p, res)
 }
 
 // Search runs q for the caller: q.Org is always the caller's organisation.
@@ -110,7 +116,17 @@ func (s *Service) Search(ctx context.Context, p Principal, q SearchQuery) (Searc
 		page, err = v.Search(ctx, q)
 		return err
 	})
-	return page, err
+	if err != nil {
+		return SearchPage{}, err
+	}
+	for _, list := range [][]Resource{page.Matches, page.Included} {
+		for i := range list {
+			if list[i], err = s.view(p, list[i]); err != nil {
+				return SearchPage{}, err
+			}
+		}
+	}
+	return page, nil
 }
 
 // Organization returns a configured organisation. Organisations are public

@@ -40,6 +40,9 @@ type View interface {
 	// Search runs q for q.Org. It returns CodeInvalid for a query it cannot
 	// run (no organisation, unknown field).
 	Search(ctx context.Context, q SearchQuery) (SearchPage, error)
+	// History returns the versions of a resource org may read, newest
+	// first, at most limit. It returns CodeNotFound when there are none.
+	History(ctx context.Context, org, typ, id string, limit int) ([]Resource, error)
 }
 
 // Tx is a write transaction.

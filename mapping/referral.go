@@ -51,6 +51,9 @@ type referral struct {
 	// ("#id").
 	containedAt  int
 	containedRef string
+	// codesOnly: the referral's Consent says the practice gets coded
+	// outcomes only.
+	codesOnly bool
 }
 
 func invalid(typ gateway.IssueType, exprs []string, format string, args ...any) *gateway.Error {
@@ -406,6 +409,9 @@ func (r *referral) build(models []any, fullURLs map[string]int) (*gateway.Referr
 				}
 			}
 			d.index.Identifiers = identifiersOf(models[i])
+			if c, ok := models[i].(*r4.Consent); ok && consentCodesOnly(c) {
+				r.codesOnly = true
+			}
 		case gateway.TypeTask:
 			d.part = gateway.PartTask
 			t := models[i].(*r4.Task)
@@ -431,6 +437,19 @@ func (r *referral) build(models []any, fullURLs map[string]int) (*gateway.Referr
 		out.Entries = append(out.Entries, gateway.Entry{Type: d.typ, Part: d.part})
 	}
 	return out, nil
+}
+
+// consentCodesOnly reports whether a Consent limits what the practice hears
+// back to coded outcomes (category codes-only of the gateway's system).
+func consentCodesOnly(c *r4.Consent) bool {
+	for _, cat := range c.Category {
+		for _, cd := range cat.Coding {
+			if str(cd.System) == gateway.SystemConsentCategory && str(cd.Code) == gateway.ConsentCodesOnly {
+				return true
+			}
+		}
+	}
+	return false
 }
 
 func subjectUsable(k gateway.SubjectKind) bool {

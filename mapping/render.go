@@ -23,7 +23,6 @@ func (r *referral) Render(a gateway.Assignment) ([]gateway.Resource, *gateway.Re
 			literal[d.fullURL] = d.typ + "/" + a.IDs[i]
 		}
 	}
-	lastUpdated := gateway.FormatInstant(a.Now)
 	out := make([]gateway.Resource, len(r.docs))
 	for i, d := range r.docs {
 		body := d.raw
@@ -44,12 +43,12 @@ func (r *referral) Render(a gateway.Assignment) ([]gateway.Resource, *gateway.Re
 		if err != nil {
 			return nil, nil, err
 		}
-		if body, err = setServerFields(body, a.IDs[i], a.Versions[i], lastUpdated); err != nil {
+		if body, err = stamp(body, a.IDs[i], a.Versions[i], a.Now, a.ChangedBy, a.Requester); err != nil {
 			return nil, nil, err
 		}
 		x := d.index
 		if d.part == gateway.PartTask {
-			x.Modified = a.Now
+			x.Modified, x.CodesOnly = a.Now, r.codesOnly
 		}
 		out[i] = gateway.Resource{Type: d.typ, ID: a.IDs[i], Version: a.Versions[i], LastUpdated: a.Now, Body: body, Index: x}
 	}
@@ -59,8 +58,11 @@ func (r *referral) Render(a gateway.Assignment) ([]gateway.Resource, *gateway.Re
 		if err != nil {
 			return nil, nil, err
 		}
+		if body, err = stamp(body, a.TaskID, 1, a.Now, a.ChangedBy, a.Requester); err != nil {
+			return nil, nil, err
+		}
 		task = &gateway.Resource{Type: gateway.TypeTask, ID: a.TaskID, Version: 1, LastUpdated: a.Now, Body: body,
-			Index: gateway.Index{Status: "requested", Modified: a.Now}}
+			Index: gateway.Index{Status: gateway.TaskRequested, Modified: a.Now, CodesOnly: r.codesOnly}}
 	}
 	return out, task, nil
 }
@@ -160,6 +162,7 @@ type identifierJSON struct {
 
 type refJSON struct {
 	Reference  string          `json:"reference,omitempty"`
+	Type       string          `json:"type,omitempty"`
 	Identifier *identifierJSON `json:"identifier,omitempty"`
 	Display    string          `json:"display,omitempty"`
 }

@@ -22,6 +22,7 @@ import (
 
 	"github.com/spgateway/spgateway/gateway"
 	"github.com/spgateway/spgateway/gateway/store"
+	"github.com/spgateway/spgateway/mapping"
 )
 
 // envPrefix starts the name of every environment variable that overrides a
@@ -271,6 +272,7 @@ func (c *Config) staticKeys() []gateway.StaticKey {
 func (c *Config) gatewayConfig(st gateway.Store) gateway.Config {
 	return gateway.Config{
 		Store:               st,
+		Documents:           mapping.Documents{},
 		Organizations:       c.organizations(),
 		Routing:             c.routingRules(),
 		RelaxNHSNumberCheck: c.NHSNumber.RelaxCheckDigit,

@@ -21,6 +21,7 @@ var columns = map[gateway.Field]string{
 	gateway.FieldLastUpdated:    "v.last_updated",
 	gateway.FieldAuthored:       "v.authored",
 	gateway.FieldModified:       "v.modified",
+	gateway.FieldLinkWorker:     "v.link_worker",
 }
 
 // query accumulates a WHERE clause and its arguments.

@@ -32,11 +32,14 @@ type row struct {
 	Authored       sql.NullInt64  `db:"authored"`
 	Modified       sql.NullInt64  `db:"modified"`
 	ContentHash    sql.NullString `db:"content_hash"`
+	LinkWorker     sql.NullString `db:"link_worker"`
+	CodesOnly      bool           `db:"codes_only"`
 	Body           []byte         `db:"body"`
 }
 
 const rowColumns = `v.seq, v.type, v.id, v.version, v.last_updated, v.practice, v.provider, v.patient_id, v.referral_id,
-	v.status, v.business_status, v.key_system, v.key_value, v.authored, v.modified, v.content_hash, v.body`
+	v.status, v.business_status, v.key_system, v.key_value, v.authored, v.modified, v.content_hash, v.link_worker,
+	v.codes_only, v.body`
 
 func (r row) toResource() gateway.Resource {
 	res := gateway.Resource{
@@ -55,7 +58,11 @@ func (r row) toResource() gateway.Resource {
 			BusinessStatus: r.BusinessStatus.String,
 			Key:            gateway.Identifier{System: r.KeySystem.String, Value: r.KeyValue.String},
 			ContentHash:    r.ContentHash.String,
+			CodesOnly:      r.CodesOnly,
 		},
+	}
+	if system, value, ok := strings.Cut(r.LinkWorker.String, "|"); ok {
+		res.Index.LinkWorker = gateway.Identifier{System: system, Value: value}
 	}
 	if r.Authored.Valid {
 		res.Index.Authored = time.UnixMicro(r.Authored.Int64).UTC()
@@ -67,6 +74,15 @@ func (r row) toResource() gateway.Resource {
 }
 
 func nullString(s string) sql.NullString { return sql.NullString{String: s, Valid: s != ""} }
+
+// linkWorker is the column value of a link worker identifier: system|value,
+// or "" for none.
+func linkWorker(id gateway.Identifier) string {
+	if id.Value == "" {
+		return ""
+	}
+	return id.Key()
+}
 
 func nullMicros(t time.Time) sql.NullInt64 {
 	return sql.NullInt64{Int64: t.UnixMicro(), Valid: !t.IsZero()}
@@ -162,6 +178,26 @@ func (v *view) GetByKey(ctx context.Context, typ, practice string, key gateway.I
 	return r.toResource(), nil
 }
 
+func (v *view) History(ctx context.Context, org, typ, id string, limit int) ([]gateway.Resource, error) {
+	if org == "" {
+		return nil, gateway.Errorf(gateway.CodeNotFound, "%s/%s is not known", typ, id)
+	}
+	var rows []row
+	err := v.selectAll(ctx, &rows, `SELECT `+rowColumns+` FROM resource_versions v
+		WHERE v.type = ? AND v.id = ? AND `+v.d.accessible+` ORDER BY v.version DESC LIMIT ?`, typ, id, org, limit)
+	if err != nil {
+		return nil, gateway.Internal("store.History", err)
+	}
+	if len(rows) == 0 {
+		return nil, gateway.Errorf(gateway.CodeNotFound, "%s/%s is not known", typ, id)
+	}
+	out := make([]gateway.Resource, len(rows))
+	for i, r := range rows {
+		out[i] = r.toResource()
+	}
+	return out, nil
+}
+
 func (v *view) ByReferral(ctx context.Context, referralID string) ([]gateway.Resource, error) {
 	var rows []row
 	err := v.selectAll(ctx, &rows, (`SELECT ` + rowColumns + ` FROM resource_versions v
@@ -207,13 +243,14 @@ func (t *writeTx) Put(ctx context.Context, r *gateway.Resource) error {
 	// PostgreSQL transaction stays usable) and is told apart afterwards.
 	res, err := t.exec(ctx, (`INSERT INTO resource_versions
 		(seq, type, id, version, last_updated, practice, provider, patient_id, referral_id, status, business_status,
-		 key_system, key_value, authored, modified, content_hash, body)
-		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+		 key_system, key_value, authored, modified, content_hash, link_worker, codes_only, body)
+		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
 		ON CONFLICT DO NOTHING`),
 		seq, r.Type, r.ID, r.Version, t.now.UnixMicro(),
 		nullString(x.Practice), nullString(x.Provider), nullString(x.PatientID), nullString(x.ReferralID),
 		nullString(x.Status), nullString(x.BusinessStatus), nullString(x.Key.System), nullString(x.Key.Value),
-		nullMicros(x.Authored), nullMicros(x.Modified), nullString(x.ContentHash), string(r.Body))
+		nullMicros(x.Authored), nullMicros(x.Modified), nullString(x.ContentHash), nullString(linkWorker(x.LinkWorker)),
+		x.CodesOnly, string(r.Body))
 	if err != nil {
 		return gateway.Internal("store.Put", err)
 	}
