@@ -152,7 +152,6 @@ func (v *view) get(ctx context.Context, org, typ, id string, version int) (gatew
 	return r.toResource(), nil
 }
 
-
 func (v *view) Get(ctx context.Context, typ, id string, version int) (gateway.Resource, error) {
 	return v.get(ctx, "", typ, id, version)
 }
