@@ -56,6 +56,13 @@ type restResource struct {
 	ConditionalCreate bool              `json:"conditionalCreate,omitempty"`
 	SearchInclude     []string          `json:"searchInclude,omitempty"`
 	SearchParam       []searchParamJSON `json:"searchParam,omitempty"`
+	Operation         []operationJSON   `json:"operation,omitempty"`
+}
+
+type operationJSON struct {
+	Name          string `json:"name"`
+	Definition    string `json:"definition"`
+	Documentation string `json:"documentation,omitempty"`
 }
 
 type interactionJSON struct {
@@ -80,12 +87,14 @@ func (s *Server) capabilityStatement() ([]byte, error) {
 		Date:         gateway.FormatInstant(s.started),
 		Publisher:    "spgateway",
 		Description: "GP practices send social prescribing referrals (transaction Bundle or ServiceRequest); " +
-			"link worker providers poll the Tasks routed to them and read the referral.",
+			"link worker providers poll the Tasks routed to them, read the referral and move the Task through its workflow; " +
+			"practices poll their Tasks for progress and coded outcomes.",
 		Kind:           "instance",
 		Software:       softwareJSON{Name: "spgateway", Version: s.cfg.Version},
 		Implementation: implementationJSON{Description: "spgateway FHIR API", URL: s.base},
 		FHIRVersion:    "4.0.1",
 		Format:         []string{"json"},
+		PatchFormat:    []string{mediaJSONPatch},
 	}
 	rest := restJSON{
 		Mode: "server",
@@ -104,6 +113,12 @@ func (s *Server) capabilityStatement() ([]byte, error) {
 			Versioning:        "versioned",
 			ReadHistory:       d.offers(interactionVread),
 			ConditionalCreate: d.conditionalCreate,
+		}
+		if d.offers(interactionUpdate) {
+			r.Versioning = "versioned-update"
+		}
+		for _, o := range d.operations {
+			r.Operation = append(r.Operation, operationJSON{Name: o.name, Definition: o.definition, Documentation: o.doc})
 		}
 		for _, i := range d.interactions {
 			r.Interaction = append(r.Interaction, interactionJSON{Code: string(i)})

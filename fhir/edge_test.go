@@ -44,12 +44,13 @@ func TestAuthentication(t *testing.T) {
 	if r.status != 200 || cs["resourceType"] != "CapabilityStatement" || cs["fhirVersion"] != "4.0.1" {
 		t.Fatalf("metadata: %d %s", r.status, r.body)
 	}
-	for _, want := range []string{`"Task:focus"`, `"Task:patient"`, `"transaction"`, `"business-status"`, `"conditionalCreate":true`} {
+	for _, want := range []string{`"Task:focus"`, `"Task:patient"`, `"transaction"`, `"business-status"`, `"conditionalCreate":true`,
+		`"update"`, `"patch"`, `"history-instance"`, `"name":"reassign"`, `"patchFormat":["application/json-patch+json"]`} {
 		if !bytes.Contains(r.body, []byte(want)) {
 			t.Errorf("metadata lacks %s", want)
 		}
 	}
-	for _, absent := range []string{`"update"`, `"patch"`, `"delete"`, `"history-instance"`, `"Subscription"`} {
+	for _, absent := range []string{`"delete"`, `"history-type"`, `"Subscription"`, `"QuestionnaireResponse"`} {
 		if bytes.Contains(r.body, []byte(absent)) {
 			t.Errorf("metadata claims %s, which is not implemented", absent)
 		}
@@ -206,9 +207,14 @@ func TestMethodsAndTypes(t *testing.T) {
 		{"GET", "/fhir/Observation", 404},
 		{"POST", "/fhir/Patient", 405},
 		{"POST", "/fhir/Task", 405},
-		{"PUT", "/fhir/Task/abc", 405},
-		{"PATCH", "/fhir/Task/abc", 405},
+		{"PUT", "/fhir/Patient/abc", 405},
+		{"PUT", "/fhir/Organization/A81001", 405},
+		{"PATCH", "/fhir/ServiceRequest/abc", 405},
 		{"DELETE", "/fhir/ServiceRequest/abc", 405},
+		{"DELETE", "/fhir/Task/abc", 405},
+		{"POST", "/fhir/Task/abc", 405},
+		{"POST", "/fhir/Task/$everything", 404},
+		{"PATCH", "/fhir/Task/abc", 428},
 		{"GET", "/fhir/Task/not%20an%20id", 404},
 		{"GET", "/fhir/Task/abc/_history/zero", 400},
 		{"GET", "/fhir/Task/abc/_history/0", 400},
@@ -218,7 +224,12 @@ func TestMethodsAndTypes(t *testing.T) {
 		if c.method == "POST" || c.method == "PUT" || c.method == "PATCH" {
 			body = []byte(`{"resourceType":"Patient"}`)
 		}
-		r := g.do(c.method, c.path, keyA81001, body)
+		var headers []string
+		if c.method == "PATCH" {
+			body = []byte(`[]`)
+			headers = []string{"Content-Type", "application/json-patch+json"}
+		}
+		r := g.do(c.method, c.path, keyA81001, body, headers...)
 		if r.status != c.status {
 			t.Errorf("%s %s: %d, want %d: %s", c.method, c.path, r.status, c.status, r.body)
 			continue

@@ -103,6 +103,10 @@ func (s *Server) readVersion(c *gin.Context, i interaction, version int) error {
 	}
 	c.Header("ETag", etag(res.Version))
 	c.Header("Last-Modified", lastModified(res))
+	if version == 0 && notModified(c, res) {
+		c.Status(http.StatusNotModified)
+		return nil
+	}
 	s.writeJSON(c, http.StatusOK, res.Body)
 	return nil
 }

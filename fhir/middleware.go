@@ -138,7 +138,13 @@ func (s *Server) negotiate(c *gin.Context) {
 		responseType = t
 	}
 	c.Set(responseTypeKey, responseType)
-	if c.Request.Method == http.MethodPost || c.Request.Method == http.MethodPut {
+	switch c.Request.Method {
+	case http.MethodPatch:
+		if !isJSONPatch(c.GetHeader("Content-Type")) {
+			s.unsupported(c, "PATCH takes a JSON Patch: Content-Type %s", mediaJSONPatch)
+			return
+		}
+	case http.MethodPost, http.MethodPut:
 		mt, _, err := mime.ParseMediaType(c.GetHeader("Content-Type"))
 		if err != nil || (mt != mediaFHIRJSON && mt != mediaJSON && !isFormSearch(c, mt)) {
 			s.unsupported(c, "Content-Type must be %s", mediaFHIRJSON)

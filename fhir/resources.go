@@ -13,10 +13,13 @@ import (
 type interaction string
 
 const (
-	interactionRead   interaction = "read"
-	interactionVread  interaction = "vread"
-	interactionSearch interaction = "search-type"
-	interactionCreate interaction = "create"
+	interactionRead    interaction = "read"
+	interactionVread   interaction = "vread"
+	interactionSearch  interaction = "search-type"
+	interactionCreate  interaction = "create"
+	interactionUpdate  interaction = "update"
+	interactionPatch   interaction = "patch"
+	interactionHistory interaction = "history-instance"
 )
 
 type paramType string
@@ -46,9 +49,14 @@ type includeDef struct {
 	target string
 }
 
+type operationDef struct {
+	name, definition, doc string
+}
+
 type resourceDef struct {
 	typ               string
 	interactions      []interaction
+	operations        []operationDef
 	params            []searchParam
 	includes          []includeDef
 	conditionalCreate bool
@@ -84,10 +92,12 @@ var (
 var resourceDefs = []resourceDef{
 	{
 		typ:               gateway.TypeServiceRequest,
-		interactions:      []interaction{interactionRead, interactionVread, interactionSearch, interactionCreate},
+		interactions:      []interaction{interactionRead, interactionVread, interactionSearch, interactionCreate, interactionUpdate, interactionHistory},
 		conditionalCreate: true,
 		doc: "A social prescribing referral. Create with a contained Patient, Patient/{id} or an NHS number identifier as subject; " +
-			"the practice's identifier makes a repeated create return the existing referral (200).",
+			"the practice's identifier makes a repeated create return the existing referral (200). Update: the practice may only " +
+			"revoke it (status revoked or entered-in-error, reason in extension " + gateway.ExtensionRequestStatusReason +
+			"), which cancels its open Task in the same transaction; If-Match optional.",
 		params: []searchParam{
 			paramID, paramLastUpdated, paramIdentifier, paramPatient,
 			{name: "requester", typ: paramReference, field: gateway.FieldPractice, target: gateway.TypeOrganization, doc: "The referring practice (Organization/{ods})"},
@@ -98,8 +108,15 @@ var resourceDefs = []resourceDef{
 	},
 	{
 		typ:          gateway.TypeTask,
-		interactions: []interaction{interactionRead, interactionVread, interactionSearch},
-		doc:          "The fulfilment Task of a referral, created by the gateway and owned by the provider it was routed to.",
+		interactions: []interaction{interactionRead, interactionVread, interactionSearch, interactionUpdate, interactionPatch, interactionHistory},
+		operations: []operationDef{{name: "reassign", definition: gateway.CanonicalBase + "OperationDefinition/Task-reassign",
+			doc: "POST /fhir/Task/$reassign with Parameters from and to (valueIdentifier: a link worker's identifier in the provider's " +
+				"system): every open Task of the calling provider held by from moves to to, in one transaction; answers count and task references."}},
+		doc: "The fulfilment Task of a referral, created by the gateway and owned by the provider it was routed to. Update (PUT) " +
+			"and patch (JSON Patch) need If-Match. The provider moves it requested → received → accepted → in-progress ⇄ on-hold → " +
+			"completed, or rejected/failed; the practice may only cancel it (which revokes the ServiceRequest). statusReason " +
+			"(codes of " + gateway.SystemStatusReason + ") is required for rejected, cancelled, on-hold and failed; businessStatus " +
+			"uses " + gateway.SystemBusinessStatus + ". The link worker holding a Task is the extension " + gateway.ExtensionLinkWorker + ".",
 		params: []searchParam{
 			paramID, paramLastUpdated, paramPatient,
 			{name: "owner", typ: paramReference, field: gateway.FieldProvider, target: gateway.TypeOrganization, doc: "The provider (Organization/{code})"},
@@ -116,21 +133,22 @@ var resourceDefs = []resourceDef{
 	},
 	{
 		typ:          gateway.TypePatient,
-		interactions: []interaction{interactionRead, interactionVread, interactionSearch},
+		interactions: []interaction{interactionRead, interactionVread, interactionSearch, interactionHistory},
 		doc:          "Patients of the referrals the client may see; one per practice and NHS number, updated by later referrals.",
 		params:       []searchParam{paramID, paramLastUpdated, paramIdentifier},
 	},
 	{
 		typ:          gateway.TypeCondition,
-		interactions: []interaction{interactionRead, interactionVread, interactionSearch},
+		interactions: []interaction{interactionRead, interactionVread, interactionSearch, interactionHistory},
 		doc:          "Reasons for referral, sent in a referral Bundle.",
 		params:       []searchParam{paramID, paramLastUpdated, paramPatient},
 	},
 	{
 		typ:          gateway.TypeConsent,
-		interactions: []interaction{interactionRead, interactionVread, interactionSearch},
-		doc:          "The patient's consent to share, sent in a referral Bundle.",
-		params:       []searchParam{paramID, paramLastUpdated, paramPatient},
+		interactions: []interaction{interactionRead, interactionVread, interactionSearch, interactionHistory},
+		doc: "The patient's consent to share, sent in a referral Bundle. Category " + gateway.SystemConsentCategory + "#" +
+			gateway.ConsentCodesOnly + ": the practice sees coded outcomes of the Task only, no free text or notes.",
+		params: []searchParam{paramID, paramLastUpdated, paramPatient},
 	},
 	{
 		typ:          gateway.TypeOrganization,
@@ -178,6 +196,12 @@ func (s *Server) allowed(typ string, instance bool) string {
 	if instance {
 		if d.offers(interactionRead) {
 			methods = append(methods, "GET")
+		}
+		if d.offers(interactionUpdate) {
+			methods = append(methods, "PUT")
+		}
+		if d.offers(interactionPatch) {
+			methods = append(methods, "PATCH")
 		}
 	} else {
 		if d.offers(interactionSearch) {

@@ -124,9 +124,11 @@ func NewServer(cfg Config, svc *gateway.Service, auth gateway.Authenticator) (*S
 	a.POST("/:type", s.handle(s.create))
 	a.POST("/:type/_search", s.handle(s.searchPost))
 	a.GET("/:type/:id", s.handle(s.read))
-	a.PUT("/:type/:id", s.handle(s.notOffered))
-	a.PATCH("/:type/:id", s.handle(s.notOffered))
+	a.POST("/:type/:id", s.handle(s.operation))
+	a.PUT("/:type/:id", s.handle(s.update))
+	a.PATCH("/:type/:id", s.handle(s.patch))
 	a.DELETE("/:type/:id", s.handle(s.notOffered))
+	a.GET("/:type/:id/_history", s.handle(s.history))
 	a.GET("/:type/:id/_history/:vid", s.handle(s.vread))
 	s.engine = r
 	return s, nil

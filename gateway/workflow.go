@@ -87,15 +87,17 @@ func (s *Service) UpdateTask(ctx context.Context, p Principal, id string, ifMatc
 		}
 		by, at := s.edited(p)
 		edit := TaskEdit{ID: id, Version: cur.Version + 1, Now: tx.Now(), AddOutcomes: ImpliedOutcomes(before, after), ChangedBy: by, ChangedAt: at}
+		cancelled := after.Status == TaskCancelled && before.Status != TaskCancelled
+		state := after
 		if role == TaskRequester {
-			body, edit.Status, edit.Reason = cur.Body, after.Status, after.StatusReason
-			after = before
+			// Only status and reason come from the practice's copy.
+			body, edit.Status, edit.Reason, state = cur.Body, after.Status, after.StatusReason, before
 		}
-		next, err := s.writeTask(ctx, tx, cur, body, after, edit)
+		next, err := s.writeTask(ctx, tx, cur, body, state, edit)
 		if err != nil {
 			return err
 		}
-		if role == TaskRequester && after.Status == TaskCancelled {
+		if cancelled {
 			if err := s.revokeWithTask(ctx, tx, cur.Index.ReferralID, after.StatusReason, by, at); err != nil {
 				return err
 			}
@@ -342,15 +344,16 @@ func (s *Service) Reassign(ctx context.Context, p Principal, from, to Identifier
 func (id Identifier) Key() string { return id.System + "|" + id.Value }
 
 // History returns the versions of a resource the caller may read, newest
-// first, at most limit of them.
-func (s *Service) History(ctx context.Context, p Principal, typ, id string, limit int) ([]Resource, error) {
+// first: at most limit of them, older than version before (0: from the
+// newest).
+func (s *Service) History(ctx context.Context, p Principal, typ, id string, before, limit int) ([]Resource, error) {
 	if err := authorize(p, ActionRead, typ); err != nil {
 		return nil, err
 	}
 	var out []Resource
 	err := s.store.View(ctx, func(v View) error {
 		var err error
-		out, err = v.History(ctx, p.Org, typ, id, limit)
+		out, err = v.History(ctx, p.Org, typ, id, before, limit)
 		return err
 	})
 	if err != nil {

@@ -5,6 +5,7 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
+	"math"
 	"strings"
 	"time"
 
@@ -177,18 +178,24 @@ func (v *view) GetByKey(ctx context.Context, typ, practice string, key gateway.I
 	return r.toResource(), nil
 }
 
-func (v *view) History(ctx context.Context, org, typ, id string, limit int) ([]gateway.Resource, error) {
+func (v *view) History(ctx context.Context, org, typ, id string, before, limit int) ([]gateway.Resource, error) {
 	if org == "" {
 		return nil, gateway.Errorf(gateway.CodeNotFound, "%s/%s is not known", typ, id)
 	}
+	if before <= 0 {
+		before = math.MaxInt32
+	}
 	var rows []row
 	err := v.selectAll(ctx, &rows, `SELECT `+rowColumns+` FROM resource_versions v
-		WHERE v.type = ? AND v.id = ? AND `+v.d.accessible+` ORDER BY v.version DESC LIMIT ?`, typ, id, org, limit)
+		WHERE v.type = ? AND v.id = ? AND v.version < ? AND `+v.d.accessible+` ORDER BY v.version DESC LIMIT ?`, typ, id, before, org, limit)
 	if err != nil {
 		return nil, gateway.Internal("store.History", err)
 	}
 	if len(rows) == 0 {
-		return nil, gateway.Errorf(gateway.CodeNotFound, "%s/%s is not known", typ, id)
+		if _, err := v.get(ctx, org, typ, id, 0); err != nil {
+			return nil, err
+		}
+		return nil, nil // no versions before `before`
 	}
 	out := make([]gateway.Resource, len(rows))
 	for i, r := range rows {
