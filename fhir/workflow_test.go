@@ -346,12 +346,15 @@ func TestCancellation(t *testing.T) {
 			str(task, "statusReason", "text") != "Patient phoned the surgery" {
 			t.Errorf("Task after revocation: %v", task)
 		}
+		if got := outcomes(task); fmt.Sprint(got) != "[871711000000103]" {
+			t.Errorf("declined by revocation: outcomes %v", got)
+		}
 		// A revoked referral is final.
 		if r := g.put(t, "/fhir/ServiceRequest/"+b.request, keyA81001, 0, sr); r.status != 200 {
 			t.Errorf("the same again (no change): %d %s", r.status, r.body)
 		}
 		sr["status"] = "active"
-		if r := g.put(t, "/fhir/ServiceRequest/"+b.request, keyA81001, 0, sr); r.status != 403 {
+		if r := g.put(t, "/fhir/ServiceRequest/"+b.request, keyA81001, 0, sr); r.status != 409 || !names(t, r, "ServiceRequest.status") {
 			t.Errorf("reactivate: %d %s", r.status, r.body)
 		}
 

@@ -109,7 +109,8 @@ type Documents interface {
 
 // ImpliedOutcomes returns the SNOMED CT outcome codes a change of Task
 // implies, so the practice always gets a codable outcome: first contact
-// made, declined, case closed. Codes the new state already holds are left
+// made; declined (rejected, failed or cancelled with reason
+// patient-declined); case closed. Codes the new state already holds are left
 // out.
 func ImpliedOutcomes(before, after TaskState) []Coding {
 	var out []Coding
@@ -122,8 +123,11 @@ func ImpliedOutcomes(before, after TaskState) []Coding {
 		add(SNOMEDSeenByLinkWorker)
 	}
 	if after.Status != before.Status {
+		declined := after.StatusReason != nil && after.StatusReason.code(SystemStatusReason) == ReasonPatientDeclined
 		switch {
-		case after.Status == TaskRejected && after.StatusReason != nil && after.StatusReason.code(SystemStatusReason) == ReasonPatientDeclined:
+		case declined && (after.Status == TaskRejected || after.Status == TaskFailed || after.Status == TaskCancelled):
+			// The patient declined: before acceptance (rejected), after it
+			// (failed), or by telling the practice (cancelled).
 			add(SNOMEDSocialPrescribingDeclined)
 		case after.Status == TaskCompleted:
 			add(SNOMEDCaseClosed)

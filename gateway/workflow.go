@@ -254,27 +254,34 @@ func (s *Service) UpdateRequest(ctx context.Context, p Principal, id string, ifM
 		if err != nil {
 			return Internal("read stored Task", err)
 		}
+		cancelled := TaskState{Status: TaskCancelled, StatusReason: reason, Outcomes: taskState.Outcomes}
 		_, err = s.writeTask(ctx, tx, *task, task.Body, taskState, TaskEdit{ID: task.ID, Version: task.Version + 1, Now: now,
-			Status: TaskCancelled, Reason: reason, ChangedBy: by, ChangedAt: at})
+			Status: TaskCancelled, Reason: reason, AddOutcomes: ImpliedOutcomes(taskState, cancelled), ChangedBy: by, ChangedAt: at})
 		return err
 	})
 	return out, err
 }
 
 // CheckRequestChange: a practice changes its referral only to revoke it,
-// while it is active.
+// while it is active. A referral that is no longer active is final
+// (CodeConflict, whatever the change); any other change is CodeForbidden,
+// naming every element it touches.
 func CheckRequestChange(from, to string, changed []string) error {
+	if from != "active" {
+		return Problem(CodeConflict, IssueBusinessRule, "ServiceRequest.status", "the referral is %s, which is final: it can no longer change", from)
+	}
+	var issues []Issue
 	for _, el := range changed {
 		if el != "status" && el != "extension" {
-			return Problem(CodeForbidden, IssueBusinessRule, "ServiceRequest."+el,
-				"a referral cannot be edited once sent: revoke it (status revoked) and send a new one")
+			issues = append(issues, issue(IssueBusinessRule, "ServiceRequest."+el,
+				"a referral cannot be edited once sent: revoke it (status revoked) and send a new one"))
 		}
 	}
-	switch {
-	case to != "revoked" && to != TaskEnteredInError:
-		return Problem(CodeForbidden, IssueBusinessRule, "ServiceRequest.status", "the practice may set a referral to revoked or entered-in-error only, not %s", to)
-	case from != "active":
-		return Problem(CodeConflict, IssueBusinessRule, "ServiceRequest.status", "the referral is %s: only an active referral can be revoked", from)
+	if to != from && to != "revoked" && to != TaskEnteredInError {
+		issues = append(issues, issue(IssueBusinessRule, "ServiceRequest.status", "the practice may set a referral to revoked or entered-in-error only, not %s", to))
+	}
+	if len(issues) > 0 {
+		return &Error{Code: CodeForbidden, Issues: issues}
 	}
 	return nil
 }
