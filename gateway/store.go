@@ -41,8 +41,9 @@ type View interface {
 	// run (no organisation, unknown field).
 	Search(ctx context.Context, q SearchQuery) (SearchPage, error)
 	// History returns the versions of a resource org may read, newest
-	// first, at most limit. It returns CodeNotFound when there are none.
-	History(ctx context.Context, org, typ, id string, limit int) ([]Resource, error)
+	// first, at most limit, older than version before (0: from the
+	// newest). It returns CodeNotFound when org may not read the resource.
+	History(ctx context.Context, org, typ, id string, before, limit int) ([]Resource, error)
 }
 
 // Tx is a write transaction.
