@@ -23,8 +23,9 @@ func TestImportDirection(t *testing.T) {
 		mod + "gateway/store":           {mod + "gateway", "github.com/jmoiron/sqlx", "github.com/jackc/pgx/", "modernc.org/sqlite", "github.com/pressly/goose/"},
 		mod + "gateway/store/storetest": {mod + "gateway/store", "github.com/jackc/pgx/"},
 		mod + "mapping":                 {mod + "gateway", "github.com/samply/golang-fhir-models/", "github.com/tidwall/"},
-		mod + "fhir":                    {mod + "gateway", mod + "mapping", "github.com/gin-gonic/gin", "github.com/go-playground/validator/", "github.com/samply/golang-fhir-models/", "github.com/tidwall/"},
-		mod + "fhir/fhirtest":           {"github.com/santhosh-tekuri/jsonschema/"},
+		mod + "fhir": {mod + "gateway", mod + "mapping", "github.com/gin-gonic/gin", "github.com/go-playground/validator/", "github.com/samply/golang-fhir-models/", "github.com/tidwall/",
+			"github.com/evanphx/json-patch/"}, // PATCH is an HTTP interaction
+		mod + "fhir/fhirtest": {"github.com/santhosh-tekuri/jsonschema/"},
 	}
 	seen := 0
 	for _, line := range strings.Split(strings.TrimSpace(string(out)), "\n") {
