@@ -35,7 +35,6 @@ type testGateway struct {
 	svc   *gateway.Service
 	fhir  *fhir.Server
 	base  string // server root
-	fixed time.Time
 }
 
 type gatewayOption func(*gateway.Config, *fhir.Config)

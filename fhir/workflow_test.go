@@ -135,8 +135,8 @@ func TestTaskLifecycle(t *testing.T) {
 		g := newGateway(t, engine)
 		ref := newReferral(t, g, "LIFE-1")
 
-		task := g.mustChange(t, ref.task, keyPRV01, setStatus("received"))
-		task = g.mustChange(t, ref.task, keyPRV01, setStatus("accepted"))
+		g.mustChange(t, ref.task, keyPRV01, setStatus("received"))
+		task := g.mustChange(t, ref.task, keyPRV01, setStatus("accepted"))
 		if task["status"] != "accepted" || str(task, "meta", "versionId") != "3" {
 			t.Fatalf("accepted: %v", task)
 		}
