@@ -244,6 +244,9 @@ func TestTaskUpdateRefusals(t *testing.T) {
 			{"provider cancels", keyPRV01, setStatusWithReason("cancelled", "no-capacity", ""), 403, "Task.status"},
 			{"practice accepts", keyA81001, setStatus("accepted"), 403, "Task.status"},
 			{"practice adds a note", keyA81001, func(m map[string]any) { m["note"] = []any{map[string]any{"text": "x"}} }, 403, "Task.note"},
+			{"practice sets a reason without cancelling", keyA81001, func(m map[string]any) {
+				m["statusReason"] = coded(statusReasonSystem, "duplicate", "")
+			}, 403, "Task.statusReason"},
 			{"provider skips to completed", keyPRV01, setStatus("completed"), 409, "Task.status"},
 			{"provider sets draft", keyPRV01, setStatus("draft"), 403, "Task.status"},
 			{"unknown status", keyPRV01, setStatus("bogus"), 400, "Task.status"},

@@ -82,6 +82,11 @@ func (s *Service) UpdateTask(ctx context.Context, p Principal, id string, ifMatc
 		if err := CheckTaskChange(role, changed); err != nil {
 			return err
 		}
+		if role == TaskRequester && after.Status == before.Status && len(changed) > 0 {
+			// status and statusReason are the practice's to change only to
+			// cancel; the provider's reason for an open Task is the provider's.
+			return Problem(CodeForbidden, IssueBusinessRule, "Task.statusReason", "the practice may change a Task only to cancel it")
+		}
 		if err := Unprocessable(taskIssues(before, after, changed)); err != nil {
 			return err
 		}
