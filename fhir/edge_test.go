@@ -50,7 +50,7 @@ func TestAuthentication(t *testing.T) {
 			t.Errorf("metadata lacks %s", want)
 		}
 	}
-	for _, absent := range []string{`"delete"`, `"history-type"`, `"Subscription"`, `"QuestionnaireResponse"`} {
+	for _, absent := range []string{`"delete"`, `"history-type"`, `"Subscription"`, `"AuditEvent"`} {
 		if bytes.Contains(r.body, []byte(absent)) {
 			t.Errorf("metadata claims %s, which is not implemented", absent)
 		}
@@ -204,7 +204,8 @@ func TestMethodsAndTypes(t *testing.T) {
 	}{
 		{"GET", "/fhir/Foo", 404},
 		{"GET", "/fhir/Foo/1", 404},
-		{"GET", "/fhir/Observation", 404},
+		{"GET", "/fhir/Encounter", 404},
+		{"POST", "/fhir/Observation", 405},
 		{"POST", "/fhir/Patient", 405},
 		{"POST", "/fhir/Task", 405},
 		{"PUT", "/fhir/Patient/abc", 405},

@@ -86,7 +86,13 @@ func (s *Server) readVersion(c *gin.Context, i interaction, version int) error {
 		return gateway.Errorf(gateway.CodeNotFound, "%s/%s is not known", typ, id)
 	}
 	var res gateway.Resource
-	if typ == gateway.TypeOrganization {
+	if typ == gateway.TypeQuestionnaire {
+		in, ok := s.instrument(id)
+		if !ok || version > 1 {
+			return gateway.Errorf(gateway.CodeNotFound, "%s/%s is not known", typ, id)
+		}
+		res = in
+	} else if typ == gateway.TypeOrganization {
 		o, err := s.svc.Organization(principal(c), id)
 		if err != nil {
 			return err
@@ -158,8 +164,11 @@ func (s *Server) runSearch(c *gin.Context, params url.Values) error {
 	if q := selfLinks.Encode(); q != "" {
 		self += "?" + q
 	}
-	if def.typ == gateway.TypeOrganization {
+	switch def.typ {
+	case gateway.TypeOrganization:
 		return s.searchOrganizations(c, ps, self)
+	case gateway.TypeQuestionnaire:
+		return s.searchInstruments(c, ps, self)
 	}
 	page, err := s.svc.Search(c.Request.Context(), principal(c), ps.query)
 	if err != nil {
@@ -214,7 +223,40 @@ func (s *Server) searchOrganizations(c *gin.Context, ps *parsedSearch, self stri
 	return nil
 }
 
-// create answers POST /fhir/{type}: a referral as a single ServiceRequest.
+// instrument returns an instrument as a Questionnaire resource.
+func (s *Server) instrument(id string) (gateway.Resource, bool) {
+	for _, in := range s.svc.Instruments() {
+		if in.ID == id {
+			return gateway.Resource{Type: gateway.TypeQuestionnaire, ID: in.ID, Version: 1, LastUpdated: s.started,
+				Body: mapping.Questionnaire(in, s.started)}, true
+		}
+	}
+	return gateway.Resource{}, false
+}
+
+// searchInstruments searches the instruments: a handful, in one page.
+func (s *Server) searchInstruments(c *gin.Context, ps *parsedSearch, self string) error {
+	var matches []gateway.Resource
+	for _, in := range s.svc.Instruments() {
+		ok := true
+		for _, f := range ps.instruments {
+			ok = ok && f(in)
+		}
+		if ok {
+			r, _ := s.instrument(in.ID)
+			matches = append(matches, r)
+		}
+	}
+	total := len(matches)
+	if ps.query.Count == 0 {
+		matches = nil
+	}
+	s.writeJSON(c, http.StatusOK, s.searchset(self, "", total, matches, nil))
+	return nil
+}
+
+// create answers POST /fhir/{type}: a referral as a single ServiceRequest,
+// or a PROM as a QuestionnaireResponse.
 func (s *Server) create(c *gin.Context) error {
 	typ := c.Param("type")
 	if _, err := resourceFor(typ, interactionCreate); err != nil {
@@ -223,6 +265,9 @@ func (s *Server) create(c *gin.Context) error {
 	body, err := s.readBody(c)
 	if err != nil {
 		return err
+	}
+	if typ == gateway.TypeQuestionnaireResponse {
+		return s.createPROM(c, body)
 	}
 	ref, err := mapping.ParseServiceRequest(body, c.GetHeader("If-None-Exist"))
 	if err != nil {
@@ -276,5 +321,33 @@ func (s *Server) transaction(c *gin.Context) error {
 		return err
 	}
 	s.writeJSON(c, http.StatusOK, s.transactionResponse(res, prefer(c, returnMinimal).ret))
+	return nil
+}
+
+// createPROM answers POST /fhir/QuestionnaireResponse: the provider's PROM
+// is checked, scored and linked from the referral's Task in one
+// transaction; the answer is the stored response (201).
+func (s *Server) createPROM(c *gin.Context, body []byte) error {
+	r, err := mapping.ParseQuestionnaireResponse(body)
+	if err != nil {
+		return err
+	}
+	res, err := s.svc.RecordPROM(c.Request.Context(), principal(c), r)
+	if err != nil {
+		return err
+	}
+	qr := res.Response
+	location := s.basePath + "/" + qr.Type + "/" + qr.ID + "/_history/" + strconv.Itoa(qr.Version)
+	c.Header("Location", location)
+	s.resourceHeaders(c, qr)
+	switch prefer(c, returnRepresentation).ret {
+	case returnMinimal:
+		c.Status(http.StatusCreated)
+	case returnOutcome:
+		s.writeJSON(c, http.StatusCreated, information("scored: Observation/"+res.Observation.ID+"; Task/"+res.Task.ID+
+			" is at version "+strconv.Itoa(res.Task.Version)))
+	default:
+		s.writeJSON(c, http.StatusCreated, qr.Body)
+	}
 	return nil
 }

@@ -30,11 +30,11 @@ const (
 
 // testGateway is the real router over a real store.
 type testGateway struct {
-	t     testing.TB
-	srv   *httptest.Server
-	svc   *gateway.Service
-	fhir  *fhir.Server
-	base  string // server root
+	t    testing.TB
+	srv  *httptest.Server
+	svc  *gateway.Service
+	fhir *fhir.Server
+	base string // server root
 }
 
 type gatewayOption func(*gateway.Config, *fhir.Config)

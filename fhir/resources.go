@@ -29,6 +29,7 @@ const (
 	paramReference paramType = "reference"
 	paramDate      paramType = "date"
 	paramString    paramType = "string"
+	paramURI       paramType = "uri"
 )
 
 type searchParam struct {
@@ -149,6 +150,36 @@ var resourceDefs = []resourceDef{
 		doc: "The patient's consent to share, sent in a referral Bundle. Category " + gateway.SystemConsentCategory + "#" +
 			gateway.ConsentCodesOnly + ": the practice sees coded outcomes of the Task only, no free text or notes.",
 		params: []searchParam{paramID, paramLastUpdated, paramPatient},
+	},
+	{
+		typ:          gateway.TypeQuestionnaireResponse,
+		interactions: []interaction{interactionCreate, interactionRead, interactionVread, interactionSearch, interactionHistory},
+		doc: "A PROM a provider records for an accepted referral: questionnaire the instrument's canonical URL (see Questionnaire), " +
+			"subject the Patient, basedOn the ServiceRequest, one item per question (linkId) with answer.valueInteger. The gateway " +
+			"checks and scores it, stores an Observation of the score, and links both from the Task's output (additional-content).",
+		params: []searchParam{paramID, paramLastUpdated, paramPatient,
+			{name: "questionnaire", typ: paramReference, field: gateway.FieldQuestionnaire, target: gateway.TypeQuestionnaire, doc: "The instrument: its canonical URL, or Questionnaire/{id}"},
+			{name: "authored", typ: paramDate, field: gateway.FieldAuthored, doc: "When the patient answered"},
+		},
+	},
+	{
+		typ:          gateway.TypeObservation,
+		interactions: []interaction{interactionRead, interactionVread, interactionSearch, interactionHistory},
+		doc: "PROM scores, made by the gateway when it scores a QuestionnaireResponse: valueQuantity the score (SWEMWBS: the " +
+			"metric score, with the raw score as a component; WEMWBS: the sum), or for ONS4 four components and no value.",
+		params: []searchParam{paramID, paramLastUpdated, paramPatient,
+			{name: "code", typ: paramToken, field: gateway.FieldCode, doc: "The score's code (SNOMED CT 718466001 SWEMWBS, 718426000 WEMWBS; " + gateway.SystemPROMScore + "|ons4)"},
+			{name: "date", typ: paramDate, field: gateway.FieldAuthored, doc: "effectiveDateTime: when the patient answered"},
+		},
+	},
+	{
+		typ:          gateway.TypeQuestionnaire,
+		interactions: []interaction{interactionRead, interactionVread, interactionSearch},
+		doc:          "The PROM instruments: SWEMWBS, WEMWBS and ONS4 built in, and any the configuration adds. Items by linkId and short label.",
+		params: []searchParam{
+			{name: "_id", typ: paramToken, doc: "The instrument's id (swemwbs, wemwbs, ons4)"},
+			{name: "url", typ: paramURI, doc: "The canonical URL"},
+		},
 	},
 	{
 		typ:          gateway.TypeOrganization,

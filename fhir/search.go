@@ -19,8 +19,10 @@ type parsedSearch struct {
 	links  url.Values
 	hash   uint32
 	cursor *cursor
-	// orgs filters configured organisations (Organization searches).
-	orgs []func(gateway.Organization) bool
+	// orgs filters configured organisations (Organization searches);
+	// instruments filters instruments (Questionnaire searches).
+	orgs        []func(gateway.Organization) bool
+	instruments []func(gateway.Instrument) bool
 }
 
 // ignoredParams are FHIR result parameters the server does not implement;
@@ -141,9 +143,12 @@ func (s *Server) parseSearch(def *resourceDef, params url.Values, strict bool) (
 				continue // FHIR: a parameter without a value is ignored
 			}
 			var err error
-			if def.typ == gateway.TypeOrganization {
+			switch def.typ {
+			case gateway.TypeOrganization:
 				err = ps.addOrganizationFilter(p, modifier, chain, v)
-			} else {
+			case gateway.TypeQuestionnaire:
+				err = ps.addInstrumentFilter(p, modifier, chain, v)
+			default:
 				err = s.addFilter(ps, p, modifier, chain, v)
 			}
 			if err != nil {
@@ -227,7 +232,7 @@ func (s *Server) addFilter(ps *parsedSearch, p searchParam, modifier, chain, val
 		for _, alt := range alternatives {
 			system, code, hasSystem := splitToken(alt)
 			switch {
-			case p.field == gateway.FieldIdentifier:
+			case p.field.IsToken():
 				f.Tokens = append(f.Tokens, gateway.Token{System: system, Value: code, NoSystem: hasSystem && system == ""})
 			case hasSystem && system != p.system:
 				// a code from another system matches nothing
@@ -254,6 +259,12 @@ func (s *Server) addFilter(ps *parsedSearch, p searchParam, modifier, chain, val
 				system, code, hasSystem := splitToken(alt)
 				if (!hasSystem || system == gateway.SystemODS) && code != "" {
 					f.Values = append(f.Values, code)
+				}
+			}
+		case p.field == gateway.FieldQuestionnaire && (modifier == "" || modifier == p.target):
+			for _, alt := range alternatives {
+				if url, ok := s.canonical(unescape(alt)); ok {
+					f.Values = append(f.Values, url)
 				}
 			}
 		case modifier == "" || modifier == p.target:
@@ -285,6 +296,43 @@ func (s *Server) referenceID(v, target string) (string, bool) {
 		return "", false
 	}
 	return id, true
+}
+
+// canonical reads a reference to an instrument: its canonical URL (any
+// |version cut off), Questionnaire/{id} or its id.
+func (s *Server) canonical(v string) (string, bool) {
+	if strings.Contains(v, "://") {
+		url, _, _ := strings.Cut(v, "|")
+		return url, true
+	}
+	id := strings.TrimPrefix(v, gateway.TypeQuestionnaire+"/")
+	for _, in := range s.svc.Instruments() {
+		if in.ID == id {
+			return in.URL, true
+		}
+	}
+	return "", false
+}
+
+// addInstrumentFilter filters the instruments (Questionnaire searches).
+func (ps *parsedSearch) addInstrumentFilter(p searchParam, modifier, chain, value string) error {
+	if modifier != "" || chain != "" {
+		return badParam("%s takes no modifiers", p.name)
+	}
+	values := splitEscaped(value, ',')
+	for i := range values {
+		values[i] = unescape(values[i])
+		if p.name == "url" {
+			values[i], _, _ = strings.Cut(values[i], "|")
+		}
+	}
+	ps.instruments = append(ps.instruments, func(in gateway.Instrument) bool {
+		if p.name == "url" {
+			return slices.Contains(values, in.URL)
+		}
+		return slices.Contains(values, in.ID)
+	})
+	return nil
 }
 
 var datePrefixes = map[string]gateway.Comparator{

@@ -25,6 +25,8 @@ const (
 	// ExtensionChangedBy on meta says which organisation and client wrote
 	// a version.
 	ExtensionChangedBy = CanonicalBase + "StructureDefinition/changed-by"
+	// ExtensionPROMDue on a Task says when its next PROM is due.
+	ExtensionPROMDue = CanonicalBase + "StructureDefinition/prom-due"
 	// ExtensionRequestStatusReason is FHIR's core extension for the reason
 	// of a request's status (ServiceRequest has no statusReason element).
 	ExtensionRequestStatusReason = "http://hl7.org/fhir/StructureDefinition/request-statusReason"
@@ -69,8 +71,17 @@ type TaskEdit struct {
 	AddOutcomes []Coding
 	// LinkWorker, when set, replaces the link worker extension.
 	LinkWorker *Identifier
-	ChangedBy  Principal
-	ChangedAt  Organization
+	// BusinessStatus, when set, replaces businessStatus with a code of the
+	// gateway's business-status system.
+	BusinessStatus string
+	// AddContent are references (Type/id) to add as outputs of type
+	// additional-content: PROM results.
+	AddContent []string
+	// PROMDue sets (or, zero, removes) the extension saying when the next
+	// PROM is due; nil leaves it as it is.
+	PROMDue   *time.Time
+	ChangedBy Principal
+	ChangedAt Organization
 }
 
 // RequestEdit is what the gateway writes into a new version of a

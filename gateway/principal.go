@@ -91,25 +91,32 @@ const (
 // may ask at all.
 var permissions = map[Role]map[string][]Action{
 	RolePractice: {
-		TypeServiceRequest: {ActionRead, ActionSearch, ActionCreate, ActionUpdate},
-		TypeTask:           {ActionRead, ActionSearch, ActionUpdate},
-		TypePatient:        {ActionRead, ActionSearch},
-		TypeCondition:      {ActionRead, ActionSearch},
-		TypeConsent:        {ActionRead, ActionSearch},
-		TypeOrganization:   {ActionRead, ActionSearch},
+		TypeServiceRequest:        {ActionRead, ActionSearch, ActionCreate, ActionUpdate},
+		TypeTask:                  {ActionRead, ActionSearch, ActionUpdate},
+		TypePatient:               {ActionRead, ActionSearch},
+		TypeCondition:             {ActionRead, ActionSearch},
+		TypeConsent:               {ActionRead, ActionSearch},
+		TypeOrganization:          {ActionRead, ActionSearch},
+		TypeQuestionnaireResponse: {ActionRead, ActionSearch},
+		TypeObservation:           {ActionRead, ActionSearch},
+		TypeQuestionnaire:         {ActionRead, ActionSearch},
 	},
 	RoleProvider: {
-		TypeServiceRequest: {ActionRead, ActionSearch},
-		TypeTask:           {ActionRead, ActionSearch, ActionUpdate},
-		TypePatient:        {ActionRead, ActionSearch},
-		TypeCondition:      {ActionRead, ActionSearch},
-		TypeConsent:        {ActionRead, ActionSearch},
-		TypeOrganization:   {ActionRead, ActionSearch},
+		TypeServiceRequest:        {ActionRead, ActionSearch},
+		TypeTask:                  {ActionRead, ActionSearch, ActionUpdate},
+		TypePatient:               {ActionRead, ActionSearch},
+		TypeCondition:             {ActionRead, ActionSearch},
+		TypeConsent:               {ActionRead, ActionSearch},
+		TypeOrganization:          {ActionRead, ActionSearch},
+		TypeQuestionnaireResponse: {ActionRead, ActionSearch, ActionCreate},
+		TypeObservation:           {ActionRead, ActionSearch},
+		TypeQuestionnaire:         {ActionRead, ActionSearch},
 	},
 	// Operators manage configuration and read reports; they do not read
 	// patient records (data minimisation).
 	RoleAdmin: {
-		TypeOrganization: {ActionRead, ActionSearch},
+		TypeOrganization:  {ActionRead, ActionSearch},
+		TypeQuestionnaire: {ActionRead, ActionSearch},
 	},
 }
 

@@ -9,8 +9,11 @@ const (
 	TypePatient        = "Patient"
 	TypeCondition      = "Condition"
 	TypeConsent        = "Consent"
-	TypeOrganization   = "Organization"
-	TypeBundle         = "Bundle"
+	TypeOrganization          = "Organization"
+	TypeBundle                = "Bundle"
+	TypeQuestionnaire         = "Questionnaire"
+	TypeQuestionnaireResponse = "QuestionnaireResponse"
+	TypeObservation           = "Observation"
 )
 
 // Identifier systems and code systems of DOMAIN.md.
@@ -90,4 +93,21 @@ type Index struct {
 	// CodesOnly marks a Task whose patient agreed to share coded outcomes
 	// only with the practice.
 	CodesOnly bool
+
+	// The milestones of a Task, kept by the gateway as it changes: for the
+	// PROM schedule and the reports.
+	StatusReason   string    // the code of statusReason
+	AcceptedAt     time.Time // when it was first accepted
+	FirstContactAt time.Time // when businessStatus first became first-contact-made
+	BaselineAt     time.Time // when its first PROM was recorded
+	PROMsDone      int
+	PROMDue        time.Time // when the next PROM is due; zero: none
+
+	// Codes are the codes of an Observation; Questionnaire is the
+	// instrument of a QuestionnaireResponse or Observation; Value is an
+	// Observation's score (HasValue false when it has none).
+	Codes         []Coding
+	Questionnaire string
+	Value         float64
+	HasValue      bool
 }

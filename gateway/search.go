@@ -20,6 +20,8 @@ const (
 	FieldAuthored                // ServiceRequest.authoredOn
 	FieldModified                // Task.lastModified
 	FieldLinkWorker              // the Task's link worker, as system|value
+	FieldCode                    // Observation.code
+	FieldQuestionnaire           // the instrument of a QuestionnaireResponse or Observation
 )
 
 // IsDate reports whether f takes date comparisons.
@@ -29,7 +31,7 @@ func (f Field) IsDate() bool {
 
 // IsToken reports whether f takes system|value tokens.
 func (f Field) IsToken() bool {
-	return f == FieldIdentifier || f == FieldPatientIdentifier
+	return f == FieldIdentifier || f == FieldPatientIdentifier || f == FieldCode
 }
 
 // Comparator is a FHIR date search prefix.

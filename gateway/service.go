@@ -21,6 +21,11 @@ type Config struct {
 	// RelaxNHSNumberCheck accepts an NHS number whose last digit does not
 	// match its Modulus 11 check (test environments only).
 	RelaxNHSNumberCheck bool
+	// Instruments are PROM instruments beyond the built-in ones.
+	Instruments []Instrument
+	// Programmes give providers their PROM instrument and schedule;
+	// others follow DefaultProgramme.
+	Programmes []Programme
 	// Now and NewID default to the wall clock and random UUIDs.
 	Now   func() time.Time
 	NewID func() string
@@ -34,6 +39,9 @@ type Service struct {
 	orgs    []Organization
 	routing []RoutingRule
 	relaxed bool
+	// instruments are the built-in PROM instruments, then the configured.
+	instruments []Instrument
+	programmes  []Programme
 	now     func() time.Time
 	newID   func() string
 }
@@ -60,6 +68,32 @@ func NewService(cfg Config) (*Service, error) {
 	if s.newID == nil {
 		s.newID = NewUUID
 	}
+	s.instruments = BuiltInInstruments()
+	for _, in := range cfg.Instruments {
+		if err := CheckInstrument(in); err != nil {
+			return nil, fmt.Errorf("gateway.NewService: %w", err)
+		}
+		for _, known := range s.instruments {
+			if known.ID == in.ID || known.URL == in.URL {
+				return nil, fmt.Errorf("gateway.NewService: instrument %s: id or url already taken by %s", in.ID, known.ID)
+			}
+		}
+		s.instruments = append(s.instruments, in)
+	}
+	for _, p := range cfg.Programmes {
+		if _, ok := s.instrument(p.Instrument); !ok {
+			return nil, fmt.Errorf("gateway.NewService: programme %q: unknown instrument %q", p.Name, p.Instrument)
+		}
+		if p.Schedule.BaselineDays <= 0 || p.Schedule.FollowUpMonths <= 0 {
+			return nil, fmt.Errorf("gateway.NewService: programme %q: the schedule needs baseline days and follow-up months above 0", p.Name)
+		}
+		for _, code := range p.Providers {
+			if !s.dir.Is(code, OrgProvider) {
+				return nil, fmt.Errorf("gateway.NewService: programme %q: %q is not a provider", p.Name, code)
+			}
+		}
+	}
+	s.programmes = cfg.Programmes
 	for i, r := range cfg.Routing {
 		if r.Practice != "" && !s.dir.Is(r.Practice, OrgPractice) {
 			return nil, fmt.Errorf("gateway.NewService: routing rule %d: %q is not a practice", i, r.Practice)

@@ -44,6 +44,9 @@ type View interface {
 	// first, at most limit, older than version before (0: from the
 	// newest). It returns CodeNotFound when org may not read the resource.
 	History(ctx context.Context, org, typ, id string, before, limit int) ([]Resource, error)
+	// DuePROMs returns up to limit open Tasks whose next follow-up PROM was
+	// due by now and that are not yet marked follow-up-prom-due.
+	DuePROMs(ctx context.Context, now time.Time, limit int) ([]Resource, error)
 }
 
 // Tx is a write transaction.

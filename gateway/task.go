@@ -117,7 +117,10 @@ var StatusReasons = []string{ReasonPatientDeclined, "unable-to-contact", "not-el
 
 // Business statuses (https://fhir.spgateway.org/CodeSystem/business-status).
 const (
-	BusinessFirstContactMade = "first-contact-made"
+	BusinessFirstContactMade     = "first-contact-made"
+	BusinessBaselinePROMComplete = "baseline-prom-complete"
+	BusinessFollowUpPROMDue      = "follow-up-prom-due"
+	BusinessFollowUpPROMComplete = "follow-up-prom-complete"
 )
 
 // BusinessStatuses are the codes of the business-status code system.

@@ -98,7 +98,8 @@ func (s *Service) UpdateTask(ctx context.Context, p Principal, id string, ifMatc
 			// Only status and reason come from the practice's copy.
 			body, edit.Status, edit.Reason, state = cur.Body, after.Status, after.StatusReason, before
 		}
-		next, err := s.writeTask(ctx, tx, cur, body, state, edit)
+		milestones(&cur.Index, before, after, edit.Now)
+		next, err := s.writeTask(ctx, tx, cur, body, state, s.withSchedule(cur, state, edit))
 		if err != nil {
 			return err
 		}
@@ -151,6 +152,9 @@ func (s *Service) writeTask(ctx context.Context, tx Tx, cur Resource, body []byt
 	next.Index.BusinessStatus = businessCode(state.BusinessStatus)
 	next.Index.Modified = edit.Now
 	next.Index.LinkWorker = state.LinkWorker
+	if edit.PROMDue != nil {
+		next.Index.PROMDue = *edit.PROMDue
+	}
 	next.Index.Access = nil // unchanged: access is per resource
 	if err := tx.Put(ctx, &next); err != nil {
 		if errors.Is(err, ErrStaleVersion) {
@@ -260,8 +264,9 @@ func (s *Service) UpdateRequest(ctx context.Context, p Principal, id string, ifM
 			return Internal("read stored Task", err)
 		}
 		cancelled := TaskState{Status: TaskCancelled, StatusReason: reason, Outcomes: taskState.Outcomes}
-		_, err = s.writeTask(ctx, tx, *task, task.Body, taskState, TaskEdit{ID: task.ID, Version: task.Version + 1, Now: now,
-			Status: TaskCancelled, Reason: reason, AddOutcomes: ImpliedOutcomes(taskState, cancelled), ChangedBy: by, ChangedAt: at})
+		milestones(&task.Index, taskState, cancelled, now)
+		_, err = s.writeTask(ctx, tx, *task, task.Body, taskState, s.withSchedule(*task, taskState, TaskEdit{ID: task.ID, Version: task.Version + 1, Now: now,
+			Status: TaskCancelled, Reason: reason, AddOutcomes: ImpliedOutcomes(taskState, cancelled), ChangedBy: by, ChangedAt: at}))
 		return err
 	})
 	return out, err

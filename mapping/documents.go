@@ -205,6 +205,13 @@ type extensionJSON struct {
 	URL                  string       `json:"url"`
 	ValueReference       *refJSON     `json:"valueReference,omitempty"`
 	ValueCodeableConcept *conceptJSON `json:"valueCodeableConcept,omitempty"`
+	ValueInteger         *int         `json:"valueInteger,omitempty"`
+	ValueDateTime        string       `json:"valueDateTime,omitempty"`
+}
+
+type contentOutputJSON struct {
+	Type           conceptJSON `json:"type"`
+	ValueReference refJSON     `json:"valueReference"`
 }
 
 func reasonJSON(r *gateway.Reason) conceptJSON {
@@ -237,6 +244,32 @@ func (Documents) WriteTask(body []byte, e gateway.TaskEdit) ([]byte, error) {
 			ValueCodeableConcept: conceptJSON{Coding: []codingJSON{{System: c.System, Code: c.Code, Display: snomedDisplay[c.Code]}}},
 		}
 		if body, err = sjson.SetRawBytes(body, "output.-1", mustJSON(out)); err != nil {
+			return nil, err
+		}
+	}
+	for _, ref := range e.AddContent {
+		out := contentOutputJSON{
+			Type:           conceptJSON{Coding: []codingJSON{{System: gateway.SystemOutputType, Code: gateway.OutputAdditionalContent, Display: "Additional Content"}}},
+			ValueReference: refJSON{Reference: ref},
+		}
+		if body, err = sjson.SetRawBytes(body, "output.-1", mustJSON(out)); err != nil {
+			return nil, err
+		}
+	}
+	if e.BusinessStatus != "" {
+		bs := conceptJSON{Coding: []codingJSON{{System: gateway.SystemBusinessStatus, Code: e.BusinessStatus}}}
+		if body, err = sjson.SetRawBytes(body, "businessStatus", mustJSON(bs)); err != nil {
+			return nil, err
+		}
+	}
+	if e.PROMDue != nil {
+		if e.PROMDue.IsZero() {
+			body, err = removeExtension(body, "extension", gateway.ExtensionPROMDue)
+		} else {
+			ext := extensionJSON{URL: gateway.ExtensionPROMDue, ValueDateTime: gateway.FormatInstant(*e.PROMDue)}
+			body, err = replaceExtension(body, "extension", gateway.ExtensionPROMDue, mustJSON(ext))
+		}
+		if err != nil {
 			return nil, err
 		}
 	}
@@ -290,6 +323,26 @@ func replaceExtension(body []byte, path, url string, ext []byte) ([]byte, error)
 	return sjson.SetRawBytes(body, path, append(append([]byte{'['}, bytes.Join(kept, []byte{','})...), ']'))
 }
 
+// removeExtension drops the extensions with url from the array at path
+// (and the array, when nothing is left).
+func removeExtension(body []byte, path, url string) ([]byte, error) {
+	exts := gjson.GetBytes(body, path)
+	if !exts.Exists() {
+		return body, nil
+	}
+	var kept [][]byte
+	exts.ForEach(func(_, e gjson.Result) bool {
+		if e.Get("url").String() != url {
+			kept = append(kept, []byte(e.Raw))
+		}
+		return true
+	})
+	if len(kept) == 0 {
+		return sjson.DeleteBytes(body, path)
+	}
+	return sjson.SetRawBytes(body, path, append(append([]byte{'['}, bytes.Join(kept, []byte{','})...), ']'))
+}
+
 // stamp sets id and meta of a version the gateway writes, with who wrote
 // it: a meta extension naming the organisation and the client.
 func stamp(body []byte, id string, version int, now time.Time, by gateway.Principal, at gateway.Organization) ([]byte, error) {
@@ -297,14 +350,20 @@ func stamp(body []byte, id string, version int, now time.Time, by gateway.Princi
 	if err != nil {
 		return nil, err
 	}
-	if at.Code == "" {
+	var who *refJSON
+	switch {
+	case at.Code != "":
+		who = &refJSON{
+			Reference:  "Organization/" + at.Code,
+			Identifier: &identifierJSON{System: gateway.SystemODS, Value: at.Code},
+			Display:    by.ClientID,
+		}
+	case by.ClientID != "":
+		who = &refJSON{Display: by.ClientID} // the gateway itself (its PROM schedule)
+	default:
 		return body, nil
 	}
-	ext := extensionJSON{URL: gateway.ExtensionChangedBy, ValueReference: &refJSON{
-		Reference:  "Organization/" + at.Code,
-		Identifier: &identifierJSON{System: gateway.SystemODS, Value: at.Code},
-		Display:    by.ClientID,
-	}}
+	ext := extensionJSON{URL: gateway.ExtensionChangedBy, ValueReference: who}
 	return replaceExtension(body, "meta.extension", gateway.ExtensionChangedBy, mustJSON(ext))
 }
 

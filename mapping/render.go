@@ -48,7 +48,7 @@ func (r *referral) Render(a gateway.Assignment) ([]gateway.Resource, *gateway.Re
 		}
 		x := d.index
 		if d.part == gateway.PartTask {
-			x.Modified, x.CodesOnly = a.Now, r.codesOnly
+			x.Modified, x.CodesOnly, x.Authored = a.Now, r.codesOnly, a.Now
 		}
 		out[i] = gateway.Resource{Type: d.typ, ID: a.IDs[i], Version: a.Versions[i], LastUpdated: a.Now, Body: body, Index: x}
 	}
@@ -62,7 +62,7 @@ func (r *referral) Render(a gateway.Assignment) ([]gateway.Resource, *gateway.Re
 			return nil, nil, err
 		}
 		task = &gateway.Resource{Type: gateway.TypeTask, ID: a.TaskID, Version: 1, LastUpdated: a.Now, Body: body,
-			Index: gateway.Index{Status: gateway.TaskRequested, Modified: a.Now, CodesOnly: r.codesOnly}}
+			Index: gateway.Index{Status: gateway.TaskRequested, Modified: a.Now, Authored: a.Now, CodesOnly: r.codesOnly}}
 	}
 	return out, task, nil
 }

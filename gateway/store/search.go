@@ -22,6 +22,7 @@ var columns = map[gateway.Field]string{
 	gateway.FieldAuthored:       "v.authored",
 	gateway.FieldModified:       "v.modified",
 	gateway.FieldLinkWorker:     "v.link_worker",
+	gateway.FieldQuestionnaire:  "v.questionnaire",
 }
 
 // query accumulates a WHERE clause and its arguments.
@@ -46,10 +47,11 @@ func placeholders(n int) string {
 	return strings.TrimSuffix(strings.Repeat("?, ", n), ", ")
 }
 
-// tokenCondition matches resource_identifiers alias i against any of toks.
-func tokenCondition(toks []gateway.Token) (string, []any) {
+// tokenCondition matches resource_tokens alias i of param against any of
+// toks.
+func tokenCondition(param string, toks []gateway.Token) (string, []any) {
 	var ors []string
-	var args []any
+	args := []any{param}
 	for _, t := range toks {
 		switch {
 		case t.NoSystem:
@@ -66,7 +68,7 @@ func tokenCondition(toks []gateway.Token) (string, []any) {
 			args = append(args, t.System, t.Value)
 		}
 	}
-	return "(" + strings.Join(ors, " OR ") + ")", args
+	return "i.param = ? AND (" + strings.Join(ors, " OR ") + ")", args
 }
 
 // dateCondition compares column col with one bound: the indexed value is a
@@ -102,13 +104,17 @@ func (q *query) filter(f gateway.Filter, snap int64) error {
 		return fmt.Errorf("field %d does not take the values given", f.Field)
 	}
 	switch {
-	case f.Field == gateway.FieldIdentifier:
-		cond, args := tokenCondition(f.Tokens)
-		q.add("EXISTS (SELECT 1 FROM resource_identifiers i WHERE i.seq = v.seq AND "+cond+")", args...)
+	case f.Field == gateway.FieldIdentifier || f.Field == gateway.FieldCode:
+		param := paramIdentifier
+		if f.Field == gateway.FieldCode {
+			param = paramCode
+		}
+		cond, args := tokenCondition(param, f.Tokens)
+		q.add("EXISTS (SELECT 1 FROM resource_tokens i WHERE i.seq = v.seq AND "+cond+")", args...)
 	case f.Field == gateway.FieldPatientIdentifier:
-		cond, args := tokenCondition(f.Tokens)
+		cond, args := tokenCondition(paramIdentifier, f.Tokens)
 		vis, visArgs := asOf("p", snap)
-		q.add(`v.patient_id IN (SELECT p.id FROM resource_versions p JOIN resource_identifiers i ON i.seq = p.seq
+		q.add(`v.patient_id IN (SELECT p.id FROM resource_versions p JOIN resource_tokens i ON i.seq = p.seq
 			WHERE p.type = 'Patient' AND `+vis+` AND `+cond+`)`, append(visArgs, args...)...)
 	case f.Field.IsDate():
 		var ors []string

@@ -17,30 +17,39 @@ import (
 // row is a resource_versions row. It is the store's own model: conversions
 // to and from gateway.Resource are explicit (toResource, Put).
 type row struct {
-	Seq            int64          `db:"seq"`
-	Type           string         `db:"type"`
-	ID             string         `db:"id"`
-	Version        int            `db:"version"`
-	LastUpdated    int64          `db:"last_updated"`
-	Practice       sql.NullString `db:"practice"`
-	Provider       sql.NullString `db:"provider"`
-	PatientID      sql.NullString `db:"patient_id"`
-	ReferralID     sql.NullString `db:"referral_id"`
-	Status         sql.NullString `db:"status"`
-	BusinessStatus sql.NullString `db:"business_status"`
-	KeySystem      sql.NullString `db:"key_system"`
-	KeyValue       sql.NullString `db:"key_value"`
-	Authored       sql.NullInt64  `db:"authored"`
-	Modified       sql.NullInt64  `db:"modified"`
-	ContentHash    sql.NullString `db:"content_hash"`
-	LinkWorker     sql.NullString `db:"link_worker"`
-	CodesOnly      bool           `db:"codes_only"`
-	Body           []byte         `db:"body"`
+	Seq            int64           `db:"seq"`
+	Type           string          `db:"type"`
+	ID             string          `db:"id"`
+	Version        int             `db:"version"`
+	LastUpdated    int64           `db:"last_updated"`
+	Practice       sql.NullString  `db:"practice"`
+	Provider       sql.NullString  `db:"provider"`
+	PatientID      sql.NullString  `db:"patient_id"`
+	ReferralID     sql.NullString  `db:"referral_id"`
+	Status         sql.NullString  `db:"status"`
+	BusinessStatus sql.NullString  `db:"business_status"`
+	KeySystem      sql.NullString  `db:"key_system"`
+	KeyValue       sql.NullString  `db:"key_value"`
+	Authored       sql.NullInt64   `db:"authored"`
+	Modified       sql.NullInt64   `db:"modified"`
+	ContentHash    sql.NullString  `db:"content_hash"`
+	LinkWorker     sql.NullString  `db:"link_worker"`
+	CodesOnly      bool            `db:"codes_only"`
+	StatusReason   sql.NullString  `db:"status_reason"`
+	AcceptedAt     sql.NullInt64   `db:"accepted_at"`
+	FirstContactAt sql.NullInt64   `db:"first_contact_at"`
+	BaselineAt     sql.NullInt64   `db:"baseline_at"`
+	PROMsDone      int             `db:"proms_done"`
+	PROMDue        sql.NullInt64   `db:"prom_due"`
+	Questionnaire  sql.NullString  `db:"questionnaire"`
+	Score          sql.NullFloat64 `db:"score"`
+	Body           []byte          `db:"body"`
 }
 
 const rowColumns = `v.seq, v.type, v.id, v.version, v.last_updated, v.practice, v.provider, v.patient_id, v.referral_id,
 	v.status, v.business_status, v.key_system, v.key_value, v.authored, v.modified, v.content_hash, v.link_worker,
-	v.codes_only, v.body`
+	v.codes_only, v.status_reason, v.accepted_at, v.first_contact_at, v.baseline_at, v.proms_done, v.prom_due,
+	v.questionnaire, v.score, v.body`
 
 func (r row) toResource() gateway.Resource {
 	res := gateway.Resource{
@@ -60,18 +69,30 @@ func (r row) toResource() gateway.Resource {
 			Key:            gateway.Identifier{System: r.KeySystem.String, Value: r.KeyValue.String},
 			ContentHash:    r.ContentHash.String,
 			CodesOnly:      r.CodesOnly,
+			StatusReason:   r.StatusReason.String,
+			AcceptedAt:     fromMicros(r.AcceptedAt),
+			FirstContactAt: fromMicros(r.FirstContactAt),
+			BaselineAt:     fromMicros(r.BaselineAt),
+			PROMsDone:      r.PROMsDone,
+			PROMDue:        fromMicros(r.PROMDue),
+			Questionnaire:  r.Questionnaire.String,
+			Value:          r.Score.Float64,
+			HasValue:       r.Score.Valid,
 		},
 	}
 	if system, value, ok := strings.Cut(r.LinkWorker.String, "|"); ok {
 		res.Index.LinkWorker = gateway.Identifier{System: system, Value: value}
 	}
-	if r.Authored.Valid {
-		res.Index.Authored = time.UnixMicro(r.Authored.Int64).UTC()
-	}
-	if r.Modified.Valid {
-		res.Index.Modified = time.UnixMicro(r.Modified.Int64).UTC()
-	}
+	res.Index.Authored = fromMicros(r.Authored)
+	res.Index.Modified = fromMicros(r.Modified)
 	return res
+}
+
+func fromMicros(n sql.NullInt64) time.Time {
+	if !n.Valid {
+		return time.Time{}
+	}
+	return time.UnixMicro(n.Int64).UTC()
 }
 
 func nullString(s string) sql.NullString { return sql.NullString{String: s, Valid: s != ""} }
@@ -204,6 +225,48 @@ func (v *view) History(ctx context.Context, org, typ, id string, before, limit i
 	return out, nil
 }
 
+// token is a row of resource_tokens: a value of a multi-valued token search
+// parameter.
+type token struct{ param, system, value string }
+
+// The token parameters.
+const (
+	paramIdentifier = "identifier"
+	paramCode       = "code"
+)
+
+func tokens(x gateway.Index) []token {
+	var out []token
+	for _, id := range x.Identifiers {
+		if id.Value != "" {
+			out = append(out, token{paramIdentifier, id.System, id.Value})
+		}
+	}
+	for _, c := range x.Codes {
+		if c.Code != "" {
+			out = append(out, token{paramCode, c.System, c.Code})
+		}
+	}
+	return out
+}
+
+func (v *view) DuePROMs(ctx context.Context, now time.Time, limit int) ([]gateway.Resource, error) {
+	var rows []row
+	err := v.selectAll(ctx, &rows, `SELECT `+rowColumns+` FROM resource_versions v
+		WHERE v.type = 'Task' AND v.superseded_seq IS NULL AND v.prom_due IS NOT NULL AND v.prom_due <= ?
+		AND v.proms_done >= 1 AND (v.business_status IS NULL OR v.business_status <> 'follow-up-prom-due')
+		AND v.status IN ('accepted', 'in-progress', 'on-hold')
+		ORDER BY v.prom_due LIMIT ?`, now.UnixMicro(), limit)
+	if err != nil {
+		return nil, gateway.Internal("store.DuePROMs", err)
+	}
+	out := make([]gateway.Resource, len(rows))
+	for i, r := range rows {
+		out[i] = r.toResource()
+	}
+	return out, nil
+}
+
 func (v *view) ByReferral(ctx context.Context, referralID string) ([]gateway.Resource, error) {
 	var rows []row
 	err := v.selectAll(ctx, &rows, (`SELECT ` + rowColumns + ` FROM resource_versions v
@@ -249,26 +312,26 @@ func (t *writeTx) Put(ctx context.Context, r *gateway.Resource) error {
 	// PostgreSQL transaction stays usable) and is told apart afterwards.
 	res, err := t.exec(ctx, (`INSERT INTO resource_versions
 		(seq, type, id, version, last_updated, practice, provider, patient_id, referral_id, status, business_status,
-		 key_system, key_value, authored, modified, content_hash, link_worker, codes_only, body)
-		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+		 key_system, key_value, authored, modified, content_hash, link_worker, codes_only,
+		 status_reason, accepted_at, first_contact_at, baseline_at, proms_done, prom_due, questionnaire, score, body)
+		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
 		ON CONFLICT DO NOTHING`),
 		seq, r.Type, r.ID, r.Version, t.now.UnixMicro(),
 		nullString(x.Practice), nullString(x.Provider), nullString(x.PatientID), nullString(x.ReferralID),
 		nullString(x.Status), nullString(x.BusinessStatus), nullString(x.Key.System), nullString(x.Key.Value),
 		nullMicros(x.Authored), nullMicros(x.Modified), nullString(x.ContentHash), nullString(linkWorker(x.LinkWorker)),
-		x.CodesOnly, string(r.Body))
+		x.CodesOnly, nullString(x.StatusReason), nullMicros(x.AcceptedAt), nullMicros(x.FirstContactAt), nullMicros(x.BaselineAt),
+		x.PROMsDone, nullMicros(x.PROMDue), nullString(x.Questionnaire), sql.NullFloat64{Float64: x.Value, Valid: x.HasValue},
+		string(r.Body))
 	if err != nil {
 		return gateway.Internal("store.Put", err)
 	}
 	if n, err := res.RowsAffected(); err != nil || n != 1 {
 		return t.refused(ctx, r, seq)
 	}
-	for _, id := range x.Identifiers {
-		if id.Value == "" {
-			continue
-		}
-		if _, err := t.exec(ctx, (`INSERT INTO resource_identifiers (seq, system, value)
-			VALUES (?, ?, ?) ON CONFLICT DO NOTHING`), seq, id.System, id.Value); err != nil {
+	for _, tok := range tokens(x) {
+		if _, err := t.exec(ctx, `INSERT INTO resource_tokens (seq, param, system, value)
+			VALUES (?, ?, ?, ?) ON CONFLICT DO NOTHING`, seq, tok.param, tok.system, tok.value); err != nil {
 			return gateway.Internal("store.Put", err)
 		}
 	}
