@@ -3,7 +3,6 @@ package gateway
 import (
 	"context"
 	"fmt"
-	"strings"
 	"time"
 )
 
@@ -254,10 +253,4 @@ func (s *Service) MarkPROMsDue(ctx context.Context, now time.Time) (int, error) 
 		return nil
 	})
 	return marked, err
-}
-
-// questionnaireURL cuts the |version off a canonical URL.
-func questionnaireURL(canonical string) string {
-	url, _, _ := strings.Cut(canonical, "|")
-	return url
 }

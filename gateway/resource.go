@@ -4,11 +4,11 @@ import "time"
 
 // The resource types the gateway stores or serves.
 const (
-	TypeServiceRequest = "ServiceRequest"
-	TypeTask           = "Task"
-	TypePatient        = "Patient"
-	TypeCondition      = "Condition"
-	TypeConsent        = "Consent"
+	TypeServiceRequest        = "ServiceRequest"
+	TypeTask                  = "Task"
+	TypePatient               = "Patient"
+	TypeCondition             = "Condition"
+	TypeConsent               = "Consent"
 	TypeOrganization          = "Organization"
 	TypeBundle                = "Bundle"
 	TypeQuestionnaire         = "Questionnaire"

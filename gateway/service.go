@@ -42,8 +42,8 @@ type Service struct {
 	// instruments are the built-in PROM instruments, then the configured.
 	instruments []Instrument
 	programmes  []Programme
-	now     func() time.Time
-	newID   func() string
+	now         func() time.Time
+	newID       func() string
 }
 
 // NewService returns a Service, or an error naming what is missing or
