@@ -39,8 +39,10 @@ type testGateway struct {
 
 type gatewayOption func(*gateway.Config, *fhir.Config)
 
+// withNow is the clock of the whole gateway: store (lastUpdated, Task
+// milestones), service and HTTP edge.
 func withNow(now func() time.Time) gatewayOption {
-	return func(g *gateway.Config, _ *fhir.Config) { g.Now = now }
+	return func(g *gateway.Config, f *fhir.Config) { g.Now, f.Now = now, now }
 }
 
 func withLimits(maxBody int64, maxDepth, defaultCount, maxCount int) gatewayOption {
@@ -53,9 +55,7 @@ func withLimits(maxBody int64, maxDepth, defaultCount, maxCount int) gatewayOpti
 // and keys on a fresh store of engine.
 func newGateway(t testing.TB, engine string, opts ...gatewayOption) *testGateway {
 	t.Helper()
-	st := storetest.Open(t, engine, nil)
 	gcfg := gateway.Config{
-		Store:     st,
 		Documents: mapping.Documents{},
 		Organizations: []gateway.Organization{
 			{Code: "A81001", Name: "Example Road Surgery", Kind: gateway.OrgPractice},
@@ -75,6 +75,8 @@ func newGateway(t testing.TB, engine string, opts ...gatewayOption) *testGateway
 	for _, o := range opts {
 		o(&gcfg, &fcfg)
 	}
+	st := storetest.Open(t, engine, gcfg.Now)
+	gcfg.Store = st
 	svc, err := gateway.NewService(gcfg)
 	if err != nil {
 		t.Fatal(err)

@@ -39,7 +39,7 @@ func TestPROMsScoredAndLinked(t *testing.T) {
 		g.mustChange(t, ref.task, keyPRV01, setStatus("accepted"))
 
 		// SWEMWBS raw 21 → metric 19.25.
-		r := g.post("/fhir/QuestionnaireResponse", keyPRV01, promResponse(ref, "swemwbs", "2026-11-24T10:00:00Z", swemwbsAnswers(3, 3, 3, 3, 3, 3, 3)))
+		r := g.post("/fhir/QuestionnaireResponse", keyPRV01, promResponse(ref, "swemwbs", "2026-11-16T10:00:00Z", swemwbsAnswers(3, 3, 3, 3, 3, 3, 3)))
 		if r.status != 201 || !strings.HasPrefix(r.header.Get("Location"), "/fhir/QuestionnaireResponse/") {
 			t.Fatalf("baseline: %d %s", r.status, r.body)
 		}
@@ -60,7 +60,7 @@ func TestPROMsScoredAndLinked(t *testing.T) {
 		if str(obs, "code", "coding", 0, "code") != "718466001" || obs["valueQuantity"].(map[string]any)["value"].(float64) != 19.25 ||
 			obs["component"].([]any)[0].(map[string]any)["valueInteger"].(float64) != 21 ||
 			str(obs, "derivedFrom", 0, "reference") != refs[0] || str(obs, "subject", "reference") != "Patient/"+ref.patient ||
-			str(obs, "effectiveDateTime") != "2026-11-24T10:00:00Z" {
+			str(obs, "effectiveDateTime") != "2026-11-16T10:00:00Z" {
 			t.Errorf("SWEMWBS observation: %v", obs)
 		}
 		// The next PROM is a follow-up six months after the baseline.
@@ -70,7 +70,7 @@ func TestPROMsScoredAndLinked(t *testing.T) {
 				due = str(e, "valueDateTime")
 			}
 		}
-		if !strings.HasPrefix(due, "2027-05-24T10:00:00") {
+		if !strings.HasPrefix(due, "2027-05-16T10:00:00") {
 			t.Errorf("next PROM due %q, want six months after the baseline", due)
 		}
 
@@ -79,12 +79,12 @@ func TestPROMsScoredAndLinked(t *testing.T) {
 		for i := 1; i <= 14; i++ {
 			wem = append(wem, [2]any{fmt.Sprint(i), 4})
 		}
-		if r := g.post("/fhir/QuestionnaireResponse", keyPRV01, promResponse(ref, "wemwbs", "2026-11-25T10:00:00Z", wem)); r.status != 201 {
+		if r := g.post("/fhir/QuestionnaireResponse", keyPRV01, promResponse(ref, "wemwbs", "2026-11-17T10:00:00Z", wem)); r.status != 201 {
 			t.Fatalf("wemwbs: %d %s", r.status, r.body)
 		}
 		// ONS4: four components, no value.
 		ons := [][2]any{{"life-satisfaction", 7}, {"worthwhile", 8}, {"happy-yesterday", 6}, {"anxious-yesterday", 3}}
-		if r := g.post("/fhir/QuestionnaireResponse", keyPRV01, promResponse(ref, "ons4", "2026-11-25T11:00:00Z", ons)); r.status != 201 {
+		if r := g.post("/fhir/QuestionnaireResponse", keyPRV01, promResponse(ref, "ons4", "2026-11-17T11:00:00Z", ons)); r.status != 201 {
 			t.Fatalf("ons4: %d %s", r.status, r.body)
 		}
 		res, _ := entries(t, g.get("/fhir/Observation?patient=Patient/"+ref.patient+"&_sort=_lastUpdated", keyA81001))

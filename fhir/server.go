@@ -130,6 +130,10 @@ func NewServer(cfg Config, svc *gateway.Service, auth gateway.Authenticator) (*S
 	a.DELETE("/:type/:id", s.handle(s.notOffered))
 	a.GET("/:type/:id/_history", s.handle(s.history))
 	a.GET("/:type/:id/_history/:vid", s.handle(s.vread))
+
+	api := r.Group("/api/v1", func(c *gin.Context) { c.Set(responseTypeKey, mediaJSON) }, s.limitBody, s.authenticate)
+	api.GET("/reports/funnel", s.handle(s.funnelReport))
+	api.GET("/reports/outcomes", s.handle(s.outcomesReport))
 	s.engine = r
 	return s, nil
 }

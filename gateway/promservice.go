@@ -15,6 +15,9 @@ type Programme struct {
 	Schedule   Schedule
 }
 
+// clockSkew is how far ahead of the gateway's clock a client's times may be.
+const clockSkew = 5 * time.Minute
+
 // DefaultProgramme applies to providers no programme names.
 var DefaultProgramme = Programme{Name: "default", Instrument: "swemwbs", Schedule: DefaultSchedule}
 
@@ -104,8 +107,10 @@ func (s *Service) RecordPROM(ctx context.Context, p Principal, r *PROMResponse) 
 	if r.Status != "completed" {
 		issues = append(issues, issue(IssueValue, "QuestionnaireResponse.status", "only a completed response is scored, not %q", r.Status))
 	}
-	if _, err := ParseDateTime(r.Authored); r.Authored == "" || err != nil {
+	if when, err := ParseDateTime(r.Authored); r.Authored == "" || err != nil {
 		issues = append(issues, issue(IssueRequired, "QuestionnaireResponse.authored", "authored is required: when the patient answered"))
+	} else if when.Start.After(s.now().Add(clockSkew)) {
+		issues = append(issues, issue(IssueValue, "QuestionnaireResponse.authored", "authored is in the future"))
 	}
 	if r.SubjectID == "" {
 		issues = append(issues, issue(IssueRequired, "QuestionnaireResponse.subject", "subject must be the Patient, as Patient/{id}"))

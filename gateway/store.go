@@ -47,6 +47,7 @@ type View interface {
 	// DuePROMs returns up to limit open Tasks whose next follow-up PROM was
 	// due by now and that are not yet marked follow-up-prom-due.
 	DuePROMs(ctx context.Context, now time.Time, limit int) ([]Resource, error)
+	Reports
 }
 
 // Tx is a write transaction.

@@ -55,6 +55,7 @@ type Config struct {
 	Database    DatabaseConfig  `yaml:"database" envPrefix:"DATABASE_"`
 	Log         LogConfig       `yaml:"log" envPrefix:"LOG_"`
 	NHSNumber   NHSNumberConfig `yaml:"nhs_number" envPrefix:"NHS_NUMBER_"`
+	PROMs       PROMsConfig     `yaml:"proms" envPrefix:"PROMS_"`
 
 	Practices []OrganizationConfig `yaml:"practices" env:"-" validate:"dive"`
 	Providers []OrganizationConfig `yaml:"providers" env:"-" validate:"dive"`
@@ -103,6 +104,52 @@ type NHSNumberConfig struct {
 	RelaxCheckDigit bool `yaml:"relax_check_digit" env:"RELAX_CHECK_DIGIT"`
 }
 
+// PROMsConfig is about patient-reported outcome measures: each provider's
+// programme (instrument and schedule), instruments beyond the built-in
+// SWEMWBS, WEMWBS and ONS4, and how often the gateway marks Tasks whose
+// follow-up PROM has come due.
+type PROMsConfig struct {
+	SweepInterval time.Duration      `yaml:"sweep_interval" env:"SWEEP_INTERVAL" validate:"gt=0"`
+	Programmes    []ProgrammeConfig  `yaml:"programmes" env:"-" validate:"dive"`
+	Instruments   []InstrumentConfig `yaml:"instruments" env:"-" validate:"dive"`
+}
+
+// ProgrammeConfig is a gateway.Programme.
+type ProgrammeConfig struct {
+	Name                string   `yaml:"name" validate:"required"`
+	Providers           []string `yaml:"providers" validate:"required,min=1"`
+	Instrument          string   `yaml:"instrument" validate:"required"`
+	BaselineWithinDays  int      `yaml:"baseline_within_days" validate:"min=1,max=365"`
+	FollowUpEveryMonths int      `yaml:"follow_up_every_months" validate:"min=1,max=60"`
+}
+
+// InstrumentConfig is a gateway.Instrument defined in configuration.
+type InstrumentConfig struct {
+	ID      string          `yaml:"id" validate:"required,max=64,token_chars"`
+	URL     string          `yaml:"url" validate:"required,url"`
+	Title   string          `yaml:"title" validate:"required"`
+	Scoring string          `yaml:"scoring" validate:"required,oneof=sum table components"`
+	Codes   []CodingConfig  `yaml:"codes" validate:"required,min=1,dive"`
+	RawCode *CodingConfig   `yaml:"raw_code"`
+	Table   map[int]float64 `yaml:"table"`
+	Items   []ItemConfig    `yaml:"items" validate:"required,min=1,dive"`
+}
+
+// CodingConfig is a code and its system.
+type CodingConfig struct {
+	System string `yaml:"system" validate:"required,url"`
+	Code   string `yaml:"code" validate:"required"`
+}
+
+// ItemConfig is one item of an instrument: linkId, short label, answer range.
+type ItemConfig struct {
+	LinkID string        `yaml:"link_id" validate:"required"`
+	Label  string        `yaml:"label" validate:"required"`
+	Min    int           `yaml:"min"`
+	Max    int           `yaml:"max"`
+	Code   *CodingConfig `yaml:"code"`
+}
+
 // OrganizationConfig is a practice or a provider. Code is its ODS code or
 // local id, and becomes its FHIR Organization id.
 type OrganizationConfig struct {
@@ -149,6 +196,7 @@ func defaultConfig() *Config {
 		},
 		Database: DatabaseConfig{Driver: store.DriverSQLite, MaxReaders: 8},
 		Log:      LogConfig{Level: "info", Format: "json"},
+		PROMs:    PROMsConfig{SweepInterval: 5 * time.Minute},
 	}
 }
 
@@ -276,6 +324,8 @@ func (c *Config) gatewayConfig(st gateway.Store) gateway.Config {
 		Organizations:       c.organizations(),
 		Routing:             c.routingRules(),
 		RelaxNHSNumberCheck: c.NHSNumber.RelaxCheckDigit,
+		Instruments:         c.instruments(),
+		Programmes:          c.programmes(),
 	}
 }
 
@@ -750,6 +800,75 @@ func (c *Config) validate(ps *problems) {
 	kinds := c.validateOrganizations(ps)
 	c.validateRouting(kinds, ps)
 	c.validateClients(kinds, ps)
+	c.validatePROMs(kinds, ps)
+}
+
+// validatePROMs checks each configured instrument as the gateway will use
+// it, and that programmes name known providers (each once) and instruments.
+func (c *Config) validatePROMs(kinds map[string]gateway.OrgKind, ps *problems) {
+	known := map[string]bool{}
+	for _, in := range gateway.BuiltInInstruments() {
+		known[in.ID], known[in.URL] = true, true
+	}
+	for i, in := range c.instruments() {
+		path := fmt.Sprintf("proms.instruments[%d]", i)
+		if err := gateway.CheckInstrument(in); err != nil {
+			ps.add(path, "%v", err)
+		}
+		if known[in.ID] || known[in.URL] {
+			ps.add(path, "id %q or url %q is already an instrument's", in.ID, in.URL)
+		}
+		known[in.ID], known[in.URL] = true, true
+	}
+	programmeOf := map[string]string{}
+	for i, p := range c.PROMs.Programmes {
+		path := fmt.Sprintf("proms.programmes[%d]", i)
+		if p.Instrument != "" && !known[p.Instrument] {
+			ps.add(path+".instrument", "%q is not an instrument (swemwbs, wemwbs, ons4, or one under proms.instruments)", p.Instrument)
+		}
+		for j, code := range p.Providers {
+			if msg := checkOrg(kinds, code, gateway.OrgProvider); msg != "" {
+				ps.add(fmt.Sprintf("%s.providers[%d]", path, j), "%s", msg)
+			}
+			if other, dup := programmeOf[code]; dup {
+				ps.add(fmt.Sprintf("%s.providers[%d]", path, j), "%q is already in programme %q", code, other)
+			}
+			programmeOf[code] = p.Name
+		}
+	}
+}
+
+// instruments converts the configured instruments.
+func (c *Config) instruments() []gateway.Instrument {
+	coding := func(cc *CodingConfig) gateway.Coding {
+		if cc == nil {
+			return gateway.Coding{}
+		}
+		return gateway.Coding{System: cc.System, Code: cc.Code}
+	}
+	var out []gateway.Instrument
+	for _, ic := range c.PROMs.Instruments {
+		in := gateway.Instrument{ID: ic.ID, URL: ic.URL, Title: ic.Title, Scoring: gateway.ScoringMethod(ic.Scoring),
+			Table: ic.Table, RawCode: coding(ic.RawCode)}
+		for _, cc := range ic.Codes {
+			in.Codes = append(in.Codes, coding(&cc))
+		}
+		for _, it := range ic.Items {
+			in.Items = append(in.Items, gateway.Item{LinkID: it.LinkID, Label: it.Label, Min: it.Min, Max: it.Max, Code: coding(it.Code)})
+		}
+		out = append(out, in)
+	}
+	return out
+}
+
+// programmes converts the configured programmes.
+func (c *Config) programmes() []gateway.Programme {
+	var out []gateway.Programme
+	for _, p := range c.PROMs.Programmes {
+		out = append(out, gateway.Programme{Name: p.Name, Providers: p.Providers, Instrument: p.Instrument,
+			Schedule: gateway.Schedule{BaselineDays: p.BaselineWithinDays, FollowUpMonths: p.FollowUpEveryMonths}})
+	}
+	return out
 }
 
 // describeFieldError says what is wrong with one setting. It never shows

@@ -165,6 +165,7 @@ func TestEnvOverrides(t *testing.T) {
 		"SPGATEWAY_LOG_LEVEL":                    "warn",
 		"SPGATEWAY_NHS_NUMBER_RELAX_CHECK_DIGIT": "true",
 		"SPGATEWAY_ENVIRONMENT":                  "test",
+		"SPGATEWAY_PROMS_SWEEP_INTERVAL":         "90s",
 	}
 	c, err := loadConfig(developmentFile, envMap(env))
 	if err != nil {
@@ -181,8 +182,10 @@ func TestEnvOverrides(t *testing.T) {
 	want.Database = DatabaseConfig{Driver: "postgres", DSN: "postgres://u:p@localhost/db", MaxReaders: 3}
 	want.Log = LogConfig{Level: "warn", Format: "text"} // format from the file, not the process
 	want.NHSNumber.RelaxCheckDigit = true
+	want.PROMs.SweepInterval = 90 * time.Second
 	got := *c
 	got.Practices, got.Providers, got.Routing, got.Clients = nil, nil, nil, nil
+	got.PROMs.Programmes, got.PROMs.Instruments = nil, nil
 	if !reflect.DeepEqual(&got, want) {
 		t.Errorf("got  %+v\nwant %+v", got, *want)
 	}
@@ -368,7 +371,7 @@ func TestConfigErrors(t *testing.T) {
 	}{
 		// The file itself.
 		{name: "unknown key", edits: []string{"environment: test\n", "environment: test\nenviroment: test\n"},
-			want: []string{"config: line 2: enviroment: unknown key (valid keys here: environment, server, limits, database, log, nhs_number, practices, providers, routing, clients)"}},
+			want: []string{"config: line 2: enviroment: unknown key (valid keys here: environment, server, limits, database, log, nhs_number, proms, practices, providers, routing, clients)"}},
 		{name: "unknown nested key", edits: []string{"  listen:", "  listn:"},
 			want: []string{"config: line 3: server.listn: unknown key (valid keys here: listen, base_url, read_header_timeout"}},
 		{name: "unknown key in a list item", edits: []string{"    role: admin", "    role: admin\n    organisation: A81001"},
@@ -385,6 +388,26 @@ func TestConfigErrors(t *testing.T) {
 			want: []string{`config: line 36: clients: want a list, got "none"`, "config: line 37: unused: unknown key"}},
 		{name: "only a comment", text: "# nothing yet\n",
 			want: []string{"config: environment: is required (in the file, or as SPGATEWAY_ENVIRONMENT)"}},
+
+		// PROMs.
+		{name: "programme of an unknown instrument", edits: []string{"routing:\n", "proms:\n  programmes:\n    - {name: a, providers: [PRV01], instrument: nope, baseline_within_days: 30, follow_up_every_months: 6}\nrouting:\n"},
+			want: []string{`config: proms.programmes[0].instrument: "nope" is not an instrument`}},
+		{name: "programme of a practice", edits: []string{"routing:\n", "proms:\n  programmes:\n    - {name: a, providers: [A81001], instrument: swemwbs, baseline_within_days: 30, follow_up_every_months: 6}\nrouting:\n"},
+			want: []string{"config: proms.programmes[0].providers[0]:"}},
+		{name: "provider in two programmes", edits: []string{"routing:\n", "proms:\n  programmes:\n    - {name: a, providers: [PRV01], instrument: swemwbs, baseline_within_days: 30, follow_up_every_months: 6}\n    - {name: b, providers: [PRV01], instrument: wemwbs, baseline_within_days: 30, follow_up_every_months: 6}\nrouting:\n"},
+			want: []string{`config: proms.programmes[1].providers[0]: "PRV01" is already in programme "a"`}},
+		{name: "programme without a baseline", edits: []string{"routing:\n", "proms:\n  programmes:\n    - {name: a, providers: [PRV01], instrument: swemwbs, baseline_within_days: 0, follow_up_every_months: 6}\nrouting:\n"},
+			want: []string{"config: proms.programmes[0].baseline_within_days: must be at least 1"}},
+		{name: "sweep every 0s", edits: []string{"routing:\n", "proms:\n  sweep_interval: 0s\nrouting:\n"},
+			want: []string{"config: proms.sweep_interval: must be more than 0"}},
+		{name: "table instrument without a table", edits: []string{"routing:\n", "proms:\n  instruments:\n    - {id: star, url: \"https://example.org/Questionnaire/star\", title: Star, scoring: table, codes: [{system: \"https://example.org/cs\", code: star}], raw_code: {system: \"https://example.org/cs\", code: raw}, table: {3: 1.5}, items: [{link_id: \"1\", label: One, min: 1, max: 2}, {link_id: \"2\", label: Two, min: 1, max: 2}]}\nrouting:\n"},
+			want: []string{"config: proms.instruments[0]: instrument star: the table has no score for raw score 2"}},
+		{name: "instrument taking a built-in id", edits: []string{"routing:\n", "proms:\n  instruments:\n    - {id: swemwbs, url: \"https://example.org/Questionnaire/x\", title: X, scoring: sum, codes: [{system: \"https://example.org/cs\", code: x}], items: [{link_id: \"1\", label: One, min: 1, max: 2}]}\nrouting:\n"},
+			want: []string{`config: proms.instruments[0]: id "swemwbs" or url`}},
+		{name: "instrument with an unknown scoring", edits: []string{"routing:\n", "proms:\n  instruments:\n    - {id: star, url: \"https://example.org/Questionnaire/star\", title: Star, scoring: average, codes: [{system: \"https://example.org/cs\", code: star}], items: [{link_id: \"1\", label: One, min: 1, max: 2}]}\nrouting:\n"},
+			want: []string{"config: proms.instruments[0].scoring: must be one of sum, table, components"}},
+		{name: "instrument item upside down", edits: []string{"routing:\n", "proms:\n  instruments:\n    - {id: star, url: \"https://example.org/Questionnaire/star\", title: Star, scoring: sum, codes: [{system: \"https://example.org/cs\", code: star}], items: [{link_id: \"1\", label: One, min: 5, max: 1}]}\nrouting:\n"},
+			want: []string{"config: proms.instruments[0]: instrument star: item 1: min 5 is above max 1"}},
 
 		// Single settings.
 		{name: "environment unknown", edits: []string{"environment: test", "environment: staging"},

@@ -145,6 +145,13 @@ func serve(ctx context.Context, cfg *Config, log *slog.Logger) error {
 	}
 	log.Info("spgateway listening", "addr", ln.Addr().String(), "fhir_base", cfg.fhirBaseURL(),
 		"environment", cfg.Environment, "database", cfg.Database.Driver, "version", version())
+	sweepCtx, stopSweep := context.WithCancel(ctx)
+	swept := make(chan struct{})
+	go func() {
+		defer close(swept)
+		sweepPROMs(sweepCtx, svc, cfg.PROMs.SweepInterval, log)
+	}()
+	defer func() { stopSweep(); <-swept }() // before the store closes
 	errc := make(chan error, 1)
 	go func() { errc <- srv.Serve(ln) }()
 	select {
@@ -163,6 +170,27 @@ func serve(ctx context.Context, cfg *Config, log *slog.Logger) error {
 	}
 	log.Info("stopped")
 	return nil
+}
+
+// sweepPROMs marks Tasks whose follow-up PROM has come due, every interval,
+// until ctx ends.
+func sweepPROMs(ctx context.Context, svc *gateway.Service, every time.Duration, log *slog.Logger) {
+	t := time.NewTicker(every)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case now := <-t.C:
+			n, err := svc.MarkPROMsDue(ctx, now)
+			switch {
+			case err != nil && ctx.Err() == nil:
+				log.Error("marking due PROMs failed", "err", err)
+			case n > 0:
+				log.Info("follow-up PROMs due", "tasks", n)
+			}
+		}
+	}
 }
 
 // waitReady is for tests: it polls url until it answers 200 or d passes.
