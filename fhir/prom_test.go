@@ -110,6 +110,15 @@ func TestPROMsScoredAndLinked(t *testing.T) {
 		if n := total(t, g.get("/fhir/QuestionnaireResponse?patient="+ref.patient, keyA81002)); n != 0 {
 			t.Errorf("another practice sees %d responses", n)
 		}
+		// Closing the Task ends its schedule: no PROM is due any more.
+		task = g.mustChange(t, ref.task, keyPRV01, setStatus("in-progress"))
+		task = g.mustChange(t, ref.task, keyPRV01, setStatus("completed"))
+		exts, _ := task["extension"].([]any)
+		for _, e := range exts {
+			if str(e, "url") == "https://fhir.spgateway.org/StructureDefinition/prom-due" {
+				t.Errorf("a completed Task still has a PROM due: %v", e)
+			}
+		}
 		// The instruments are published.
 		q := g.get("/fhir/Questionnaire?url=https://fhir.spgateway.org/Questionnaire/swemwbs", keyAdmin)
 		if qs, _ := entries(t, q); len(qs) != 1 || len(qs[0]["item"].([]any)) != 7 {

@@ -207,10 +207,10 @@ func (s *Service) withSchedule(t Resource, after TaskState, e TaskEdit) TaskEdit
 	if e.Status != "" {
 		status = e.Status
 	}
+	// Always stated, so the Task's extension and its index agree whatever
+	// they held before (writing the same date again changes nothing).
 	due := s.programme(t.Index.Provider).Schedule.NextPROMDue(t.Index.AcceptedAt, t.Index.BaselineAt, t.Index.PROMsDone, TaskOpen(status))
-	if !due.Equal(t.Index.PROMDue) || e.PROMDue != nil {
-		e.PROMDue = &due
-	}
+	e.PROMDue = &due
 	return e
 }
 
@@ -225,9 +225,6 @@ func milestones(x *Index, before, after TaskState, now time.Time) {
 	}
 	if after.StatusReason != nil {
 		x.StatusReason = after.StatusReason.code(SystemStatusReason)
-	}
-	if !TaskOpen(after.Status) {
-		x.PROMDue = time.Time{}
 	}
 }
 
