@@ -107,8 +107,10 @@ func (s *Service) RecordPROM(ctx context.Context, p Principal, r *PROMResponse) 
 	if r.Status != "completed" {
 		issues = append(issues, issue(IssueValue, "QuestionnaireResponse.status", "only a completed response is scored, not %q", r.Status))
 	}
-	if when, err := ParseDateTime(r.Authored); r.Authored == "" || err != nil {
+	if r.Authored == "" {
 		issues = append(issues, issue(IssueRequired, "QuestionnaireResponse.authored", "authored is required: when the patient answered"))
+	} else if when, err := ParseDateTime(r.Authored); err != nil {
+		issues = append(issues, issue(IssueValue, "QuestionnaireResponse.authored", "authored is %v", err))
 	} else if when.Start.After(s.now().Add(clockSkew)) {
 		issues = append(issues, issue(IssueValue, "QuestionnaireResponse.authored", "authored is in the future"))
 	}

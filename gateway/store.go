@@ -45,7 +45,8 @@ type View interface {
 	// newest). It returns CodeNotFound when org may not read the resource.
 	History(ctx context.Context, org, typ, id string, before, limit int) ([]Resource, error)
 	// DuePROMs returns up to limit open Tasks whose next follow-up PROM was
-	// due by now and that are not yet marked follow-up-prom-due.
+	// due by now and that were not yet marked follow-up-prom-due for that
+	// due date.
 	DuePROMs(ctx context.Context, now time.Time, limit int) ([]Resource, error)
 	Reports
 }
