@@ -638,3 +638,27 @@ func TestConfiguredInstrument(t *testing.T) {
 		}
 	})
 }
+
+// TestPROMBaselineIsEarliestAnswered: a form answered earlier but entered
+// later becomes the baseline, and the schedule runs from it.
+func TestPROMBaselineIsEarliestAnswered(t *testing.T) {
+	storetest.Each(t, func(t *testing.T, engine string) {
+		clock := &handClock{now: time.Date(2026, 10, 1, 9, 0, 0, 0, time.UTC)}
+		g := newGateway(t, engine, withNow(clock.Now))
+		ref := newReferral(t, g, "EARLY-1")
+		g.mustChange(t, ref.task, keyPRV01, setStatus("accepted"))
+		clock.set(time.Date(2026, 10, 21, 9, 0, 0, 0, time.UTC))
+		g.recordPROM(t, keyPRV01, promResponse(ref, "swemwbs", "2026-10-20T10:00:00Z", swemwbsAnswers(3, 3, 3, 3, 3, 3, 3)))
+		task, _ := g.read(t, "/fhir/Task/"+ref.task, keyPRV01)
+		if due, _ := promDue(t, task); !due.Equal(time.Date(2027, 4, 20, 10, 0, 0, 0, time.UTC)) {
+			t.Fatalf("after the first form: due %v", due)
+		}
+		// The form answered on 13 October is entered a week late.
+		g.recordPROM(t, keyPRV01, promResponse(ref, "swemwbs", "2026-10-13T10:00:00Z", swemwbsAnswers(2, 2, 2, 2, 2, 2, 2)))
+		task, _ = g.read(t, "/fhir/Task/"+ref.task, keyPRV01)
+		// Two PROMs done, baseline 13 October: the next is 12 months on.
+		if due, _ := promDue(t, task); !due.Equal(time.Date(2027, 10, 13, 10, 0, 0, 0, time.UTC)) {
+			t.Errorf("after the earlier form: due %v, want 2027-10-13T10:00Z", due)
+		}
+	})
+}

@@ -111,7 +111,7 @@ func TestPROMsScoredAndLinked(t *testing.T) {
 			t.Errorf("another practice sees %d responses", n)
 		}
 		// Closing the Task ends its schedule: no PROM is due any more.
-		task = g.mustChange(t, ref.task, keyPRV01, setStatus("in-progress"))
+		g.mustChange(t, ref.task, keyPRV01, setStatus("in-progress"))
 		task = g.mustChange(t, ref.task, keyPRV01, setStatus("completed"))
 		exts, _ := task["extension"].([]any)
 		for _, e := range exts {

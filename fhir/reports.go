@@ -21,7 +21,9 @@ import (
 const mediaCSV = "text/csv"
 
 // reportQuery reads from, to (FHIR dates or dateTimes; the default is the
-// twelve months to now) and, for operators, provider.
+// twelve months to now) and, for operators, provider. A date stands for the
+// whole day (or month, or year), so to=2026-06-30 takes in all of 30 June; a
+// dateTime is the instant, and the period ends before it.
 func (s *Server) reportQuery(c *gin.Context) (gateway.ReportQuery, error) {
 	now := s.cfg.Now().UTC()
 	q := gateway.ReportQuery{From: now.AddDate(-1, 0, 0), To: now, Provider: c.Query("provider")}
@@ -35,6 +37,9 @@ func (s *Server) reportQuery(c *gin.Context) (gateway.ReportQuery, error) {
 				return q, gateway.Problem(gateway.CodeInvalid, gateway.IssueValue, p.name, "%s: %v", p.name, err)
 			}
 			*p.at = period.Start
+			if p.name == "to" && !strings.Contains(v, "T") {
+				*p.at = period.End
+			}
 		}
 	}
 	return q, nil

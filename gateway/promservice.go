@@ -190,7 +190,9 @@ func (s *Service) RecordPROM(ctx context.Context, p Principal, r *PROMResponse) 
 		state.BusinessStatus = []Coding{{System: SystemBusinessStatus, Code: edit.BusinessStatus}}
 		next := *task
 		next.Index.PROMsDone++
-		if next.Index.BaselineAt.IsZero() {
+		// The baseline is the earliest answered, whatever order the forms
+		// are entered in.
+		if next.Index.BaselineAt.IsZero() || authored.Start.Before(next.Index.BaselineAt) {
 			next.Index.BaselineAt = authored.Start
 		}
 		res.Task, err = s.writeTask(ctx, tx, next, task.Body, state, s.withSchedule(next, state, edit))

@@ -183,6 +183,11 @@ func (v *view) Outcomes(ctx context.Context, q gateway.ReportQuery) ([]gateway.P
 	}
 	var schedule []gateway.PROMSchedule
 	for _, s := range sched {
+		if s.Due.Int64 == 0 && s.Overdue.Int64 == 0 {
+			// Open Tasks with nothing due in the period or overdue are not
+			// part of the period's schedule: no row of zeros.
+			continue
+		}
 		schedule = append(schedule, gateway.PROMSchedule{Provider: s.Provider, Due: int(s.Due.Int64), Overdue: int(s.Overdue.Int64)})
 	}
 	return counts, out, schedule, nil
