@@ -22,6 +22,7 @@ var outcomes = map[gateway.Code]struct {
 	gateway.CodeUnauthorized:         {http.StatusUnauthorized, "login"},
 	gateway.CodeForbidden:            {http.StatusForbidden, "forbidden"},
 	gateway.CodeNotFound:             {http.StatusNotFound, "not-found"},
+	gateway.CodeGone:                 {http.StatusGone, "deleted"},
 	gateway.CodeMethodNotAllowed:     {http.StatusMethodNotAllowed, "not-supported"},
 	gateway.CodeConflict:             {http.StatusConflict, "conflict"},
 	gateway.CodePreconditionFailed:   {http.StatusPreconditionFailed, "conflict"},

@@ -79,7 +79,9 @@ type TaskEdit struct {
 	AddContent []string
 	// PROMDue sets (or, zero, removes) the extension saying when the next
 	// PROM is due; nil leaves it as it is.
-	PROMDue   *time.Time
+	PROMDue *time.Time
+	// AddNote is text to add as a note (Now, by ChangedBy).
+	AddNote   string
 	ChangedBy Principal
 	ChangedAt Organization
 }
@@ -116,6 +118,12 @@ type Documents interface {
 	// CodesOnly is a Task as a practice whose patient shares codes only
 	// may see it: coded outcomes, no free text or notes.
 	CodesOnly(body []byte) ([]byte, error)
+	// Subscription reads a Subscription body. It returns CodeInvalid for
+	// a body that is not a Subscription.
+	Subscription(body []byte) (SubscriptionRequest, error)
+	// WriteSubscription renders a version of a Subscription with its
+	// status and error (an empty error removes it).
+	WriteSubscription(body []byte, id string, version int, now time.Time, status, errText string) ([]byte, error)
 }
 
 // ImpliedOutcomes returns the SNOMED CT outcome codes a change of Task

@@ -17,6 +17,7 @@ const (
 	CodeUnauthorized         Code = "unauthorized"          // no valid credentials (401)
 	CodeForbidden            Code = "forbidden"             // authenticated, but not allowed (403)
 	CodeNotFound             Code = "not_found"             // unknown, or not the caller's (404)
+	CodeGone                 Code = "gone"                  // deleted (410)
 	CodeMethodNotAllowed     Code = "method_not_allowed"    // interaction not offered on this resource (405)
 	CodeConflict             Code = "conflict"              // version or state conflict (409)
 	CodePreconditionFailed   Code = "precondition_failed"   // If-Match did not match (412)

@@ -84,6 +84,7 @@ const (
 	ActionSearch Action = "search"
 	ActionCreate Action = "create"
 	ActionUpdate Action = "update"
+	ActionDelete Action = "delete"
 )
 
 // patientData are the resource types that hold patient data. Who may see which
@@ -100,6 +101,7 @@ var permissions = map[Role]map[string][]Action{
 		TypeQuestionnaireResponse: {ActionRead, ActionSearch},
 		TypeObservation:           {ActionRead, ActionSearch},
 		TypeQuestionnaire:         {ActionRead, ActionSearch},
+		TypeSubscription:          {ActionRead, ActionSearch, ActionCreate, ActionDelete},
 	},
 	RoleProvider: {
 		TypeServiceRequest:        {ActionRead, ActionSearch},

@@ -272,6 +272,9 @@ func (s *Service) writeReferral(ctx context.Context, tx Tx, p Principal, provide
 			}
 		}
 	}
+	if err := s.notify(ctx, tx, res.Task, practice); err != nil {
+		return nil, err
+	}
 	return res, nil
 }
 

@@ -14,6 +14,7 @@ const (
 	TypeQuestionnaire         = "Questionnaire"
 	TypeQuestionnaireResponse = "QuestionnaireResponse"
 	TypeObservation           = "Observation"
+	TypeSubscription          = "Subscription"
 )
 
 // Identifier systems and code systems of DOMAIN.md.
@@ -110,4 +111,7 @@ type Index struct {
 	Questionnaire string
 	Value         float64
 	HasValue      bool
+	// Deleted marks the version that deleted the resource: reads answer
+	// 410 and searches leave it out.
+	Deleted bool
 }

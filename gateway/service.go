@@ -26,6 +26,12 @@ type Config struct {
 	// Programmes give providers their PROM instrument and schedule;
 	// others follow DefaultProgramme.
 	Programmes []Programme
+	// Cases renders providers' case records; PushProviders are the
+	// providers whose case records are pushed (they have an adapter).
+	Cases         CaseRecords
+	PushProviders []string
+	// Wake, when set, is called after a write enqueued outbox events.
+	Wake func()
 	// Now and NewID default to the wall clock and random UUIDs.
 	Now   func() time.Time
 	NewID func() string
@@ -42,6 +48,9 @@ type Service struct {
 	// instruments are the built-in PROM instruments, then the configured.
 	instruments []Instrument
 	programmes  []Programme
+	cases       CaseRecords
+	pushes      map[string]bool
+	wake        func()
 	now         func() time.Time
 	newID       func() string
 }
@@ -94,6 +103,16 @@ func NewService(cfg Config) (*Service, error) {
 		}
 	}
 	s.programmes = cfg.Programmes
+	s.cases, s.wake, s.pushes = cfg.Cases, cfg.Wake, map[string]bool{}
+	for _, code := range cfg.PushProviders {
+		if !s.dir.Is(code, OrgProvider) {
+			return nil, fmt.Errorf("gateway.NewService: %q pushes case records but is not a provider", code)
+		}
+		if s.cases == nil {
+			return nil, errors.New("gateway.NewService: providers push case records, but no case records are configured")
+		}
+		s.pushes[code] = true
+	}
 	for i, r := range cfg.Routing {
 		if r.Practice != "" && !s.dir.Is(r.Practice, OrgPractice) {
 			return nil, fmt.Errorf("gateway.NewService: routing rule %d: %q is not a practice", i, r.Practice)

@@ -68,6 +68,10 @@ type Tx interface {
 	// r.Index.Access itself; Grant is for widening access without a new
 	// version.
 	Grant(ctx context.Context, typ, id string, orgs ...string) error
+	// Enqueue adds events to the outbox, to be delivered once the
+	// transaction commits. It sets each event's Seq, CreatedAt and
+	// NextAttempt (Now) and Status (pending).
+	Enqueue(ctx context.Context, events ...OutboxEvent) error
 }
 
 // Errors wrapped by Tx.Put.

@@ -162,6 +162,9 @@ func (s *Service) writeTask(ctx context.Context, tx Tx, cur Resource, body []byt
 		}
 		return Resource{}, err
 	}
+	if err := s.notify(ctx, tx, next, edit.ChangedAt.Code); err != nil {
+		return Resource{}, err
+	}
 	return next, nil
 }
 

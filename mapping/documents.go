@@ -209,6 +209,12 @@ type extensionJSON struct {
 	ValueDateTime        string       `json:"valueDateTime,omitempty"`
 }
 
+type annotationJSON struct {
+	AuthorString string `json:"authorString,omitempty"`
+	Time         string `json:"time"`
+	Text         string `json:"text"`
+}
+
 type contentOutputJSON struct {
 	Type           conceptJSON `json:"type"`
 	ValueReference refJSON     `json:"valueReference"`
@@ -279,6 +285,12 @@ func (Documents) WriteTask(body []byte, e gateway.TaskEdit) ([]byte, error) {
 			Identifier: &identifierJSON{System: e.LinkWorker.System, Value: e.LinkWorker.Value},
 		}}
 		if body, err = replaceExtension(body, "extension", gateway.ExtensionLinkWorker, mustJSON(ext)); err != nil {
+			return nil, err
+		}
+	}
+	if e.AddNote != "" {
+		note := annotationJSON{Text: e.AddNote, Time: gateway.FormatInstant(e.Now), AuthorString: e.ChangedBy.ClientID}
+		if body, err = sjson.SetRawBytes(body, "note.-1", mustJSON(note)); err != nil {
 			return nil, err
 		}
 	}

@@ -158,6 +158,7 @@ func (v *view) Search(ctx context.Context, q gateway.SearchQuery) (gateway.Searc
 	w.add("v.type = ?", q.Type)
 	vis, visArgs := asOf("v", snap)
 	w.add(vis, visArgs...)
+	w.add("NOT v.deleted")
 	w.add(v.d.accessible, q.Org)
 	for _, f := range q.Filters {
 		if err := w.filter(f, snap); err != nil {

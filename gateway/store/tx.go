@@ -43,13 +43,14 @@ type row struct {
 	PROMDue        sql.NullInt64   `db:"prom_due"`
 	Questionnaire  sql.NullString  `db:"questionnaire"`
 	Score          sql.NullFloat64 `db:"score"`
+	Deleted        bool            `db:"deleted"`
 	Body           []byte          `db:"body"`
 }
 
 const rowColumns = `v.seq, v.type, v.id, v.version, v.last_updated, v.practice, v.provider, v.patient_id, v.referral_id,
 	v.status, v.business_status, v.key_system, v.key_value, v.authored, v.modified, v.content_hash, v.link_worker,
 	v.codes_only, v.status_reason, v.accepted_at, v.first_contact_at, v.baseline_at, v.proms_done, v.prom_due,
-	v.questionnaire, v.score, v.body`
+	v.questionnaire, v.score, v.deleted, v.body`
 
 func (r row) toResource() gateway.Resource {
 	res := gateway.Resource{
@@ -78,6 +79,7 @@ func (r row) toResource() gateway.Resource {
 			Questionnaire:  r.Questionnaire.String,
 			Value:          r.Score.Float64,
 			HasValue:       r.Score.Valid,
+			Deleted:        r.Deleted,
 		},
 	}
 	if system, value, ok := strings.Cut(r.LinkWorker.String, "|"); ok {
@@ -182,7 +184,11 @@ func (v *view) GetFor(ctx context.Context, org, typ, id string, version int) (ga
 	if org == "" {
 		return gateway.Resource{}, gateway.Errorf(gateway.CodeNotFound, "%s/%s is not known", typ, id)
 	}
-	return v.get(ctx, org, typ, id, version)
+	r, err := v.get(ctx, org, typ, id, version)
+	if err == nil && r.Index.Deleted {
+		return gateway.Resource{}, gateway.Errorf(gateway.CodeGone, "%s/%s was deleted", typ, id)
+	}
+	return r, err
 }
 
 func (v *view) GetByKey(ctx context.Context, typ, practice string, key gateway.Identifier) (gateway.Resource, error) {
@@ -319,8 +325,8 @@ func (t *writeTx) Put(ctx context.Context, r *gateway.Resource) error {
 	res, err := t.exec(ctx, (`INSERT INTO resource_versions
 		(seq, type, id, version, last_updated, practice, provider, patient_id, referral_id, status, business_status,
 		 key_system, key_value, authored, modified, content_hash, link_worker, codes_only,
-		 status_reason, accepted_at, first_contact_at, baseline_at, proms_done, prom_due, questionnaire, score, body)
-		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+		 status_reason, accepted_at, first_contact_at, baseline_at, proms_done, prom_due, questionnaire, score, deleted, body)
+		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
 		ON CONFLICT DO NOTHING`),
 		seq, r.Type, r.ID, r.Version, t.now.UnixMicro(),
 		nullString(x.Practice), nullString(x.Provider), nullString(x.PatientID), nullString(x.ReferralID),
@@ -328,7 +334,7 @@ func (t *writeTx) Put(ctx context.Context, r *gateway.Resource) error {
 		nullMicros(x.Authored), nullMicros(x.Modified), nullString(x.ContentHash), nullString(linkWorker(x.LinkWorker)),
 		x.CodesOnly, nullString(x.StatusReason), nullMicros(x.AcceptedAt), nullMicros(x.FirstContactAt), nullMicros(x.BaselineAt),
 		x.PROMsDone, nullMicros(x.PROMDue), nullString(x.Questionnaire), sql.NullFloat64{Float64: x.Value, Valid: x.HasValue},
-		string(r.Body))
+		x.Deleted, string(r.Body))
 	if err != nil {
 		return gateway.Internal("store.Put", err)
 	}

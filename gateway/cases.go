@@ -1,0 +1,242 @@
+package gateway
+
+import (
+	"context"
+)
+
+// Case records are for providers that do not speak FHIR: a flat document
+// per referral, in the provider's own field names, codes and date format,
+// holding only the fields its configuration allows. Providers poll them
+// (the case API) or have them pushed (an adapter, through the outbox), and
+// send back events in their own vocabulary.
+
+// ReferralDocuments are the stored resources of one referral.
+type ReferralDocuments struct {
+	Task    Resource
+	Request Resource
+	Patient Resource
+	// Related are its Conditions and Consent.
+	Related []Resource
+}
+
+// CaseEvent is a provider's event as a Task change (or a PROM).
+type CaseEvent struct {
+	Status         string
+	Reason         *Reason
+	BusinessStatus string
+	Note           string
+	PROM           *PROMResponse
+}
+
+// CaseRecords renders case records and reads providers' events; mapping
+// implements it from per-provider configuration.
+type CaseRecords interface {
+	// Render returns a provider's document for a referral: its case
+	// record, or for a provider that takes FHIR, a transaction Bundle.
+	Render(provider string, r ReferralDocuments) ([]byte, error)
+	// Event reads a provider's event. It returns CodeUnprocessable for an
+	// event its configuration does not know.
+	Event(provider string, body []byte) (CaseEvent, error)
+}
+
+// referralDocuments reads the documents of the referral of Task t.
+func referralDocuments(ctx context.Context, v View, t Resource) (ReferralDocuments, error) {
+	d := ReferralDocuments{Task: t}
+	var err error
+	if d.Request, err = v.Get(ctx, TypeServiceRequest, t.Index.ReferralID, 0); err != nil {
+		return d, err
+	}
+	if d.Patient, err = v.Get(ctx, TypePatient, t.Index.PatientID, 0); err != nil {
+		return d, err
+	}
+	related, err := v.ByReferral(ctx, t.Index.ReferralID)
+	if err != nil {
+		return d, err
+	}
+	for _, r := range related {
+		if r.Type == TypeCondition || r.Type == TypeConsent {
+			d.Related = append(d.Related, r)
+		}
+	}
+	return d, nil
+}
+
+// notify enqueues, in tx, what must leave the gateway about Task version t
+// written by the organisation writer: the provider's case record when its
+// case records are pushed, and a notification to each of the practice's
+// Subscriptions. Nobody is told of their own change.
+func (s *Service) notify(ctx context.Context, tx Tx, t Resource, writer string) error {
+	var events []OutboxEvent
+	provider, practice := t.Index.Provider, t.Index.Practice
+	if s.pushes[provider] && writer != provider {
+		docs, err := referralDocuments(ctx, tx, t)
+		if err != nil {
+			return err
+		}
+		payload, err := s.cases.Render(provider, docs)
+		if err != nil {
+			return Internal("render case record", err)
+		}
+		events = append(events, OutboxEvent{ID: s.newID(), Destination: ProviderDestination(provider), Kind: EventCaseRecord,
+			OrderKey: t.ID, TaskVersion: t.Version, Payload: payload})
+	}
+	if writer != practice {
+		subs, err := s.subscriptionsOf(ctx, tx, practice)
+		if err != nil {
+			return err
+		}
+		if len(subs) > 0 {
+			seen, err := s.view(Principal{Role: RolePractice, Org: practice}, t)
+			if err != nil {
+				return err
+			}
+			for _, sub := range subs {
+				var payload []byte
+				if sub.Payload != "" { // the full resource; otherwise an empty notification
+					payload = seen.Body
+				}
+				events = append(events, OutboxEvent{ID: s.newID(), Destination: SubscriptionDestination(sub.ID), Kind: EventTask,
+					OrderKey: t.ID, TaskVersion: t.Version, Payload: payload})
+			}
+		}
+	}
+	if len(events) == 0 {
+		return nil
+	}
+	if err := tx.Enqueue(ctx, events...); err != nil {
+		return err
+	}
+	s.enqueued()
+	return nil
+}
+
+// enqueued tells the outbox worker there is work (after commit it finds it;
+// before, it finds nothing and looks again soon).
+func (s *Service) enqueued() {
+	if s.wake != nil {
+		s.wake()
+	}
+}
+
+// Cases returns a page of the provider's case records: its Tasks with one
+// of statuses (all when empty), oldest change first, continuing after the
+// Task change after (0: from the start). It returns the records, the
+// change to continue after, and whether more follow.
+func (s *Service) Cases(ctx context.Context, p Principal, statuses []string, snapshot, after int64, count int) ([][]byte, int64, int64, bool, error) {
+	if p.Role != RoleProvider {
+		return nil, 0, 0, false, Errorf(CodeForbidden, "the case API is for providers")
+	}
+	q := SearchQuery{Type: TypeTask, Org: p.Org, Count: count, Snapshot: snapshot, After: after,
+		Filters: []Filter{{Field: FieldProvider, Values: []string{p.Org}}}}
+	if len(statuses) > 0 {
+		q.Filters = append(q.Filters, Filter{Field: FieldStatus, Values: statuses})
+	}
+	var (
+		out  [][]byte
+		page SearchPage
+	)
+	err := s.store.View(ctx, func(v View) error {
+		var err error
+		if page, err = v.Search(ctx, q); err != nil {
+			return err
+		}
+		for _, t := range page.Matches {
+			docs, err := referralDocuments(ctx, v, t)
+			if err != nil {
+				return err
+			}
+			rec, err := s.cases.Render(p.Org, docs)
+			if err != nil {
+				return Internal("render case record", err)
+			}
+			out = append(out, rec)
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, 0, 0, false, err
+	}
+	last := after
+	if n := len(page.Matches); n > 0 {
+		last = page.Matches[n-1].Seq
+	}
+	return out, page.Snapshot, last, page.More, nil
+}
+
+// Case returns the provider's case record of its Task id.
+func (s *Service) Case(ctx context.Context, p Principal, id string) ([]byte, error) {
+	if p.Role != RoleProvider {
+		return nil, Errorf(CodeForbidden, "the case API is for providers")
+	}
+	var rec []byte
+	err := s.store.View(ctx, func(v View) error {
+		t, err := v.GetFor(ctx, p.Org, TypeTask, id, 0)
+		if err != nil {
+			return err
+		}
+		if _, err := taskRole(p, t); err != nil {
+			return err
+		}
+		docs, err := referralDocuments(ctx, v, t)
+		if err != nil {
+			return err
+		}
+		if rec, err = s.cases.Render(p.Org, docs); err != nil {
+			return Internal("render case record", err)
+		}
+		return nil
+	})
+	return rec, err
+}
+
+// ApplyCaseEvent applies a provider's event to its case (Task id): a
+// status, reason, business status or note goes through the same rules as a
+// FHIR update (403, 409, 422 as there); a PROM is recorded as
+// RecordPROM does. It returns the provider's case record afterwards.
+func (s *Service) ApplyCaseEvent(ctx context.Context, p Principal, id string, body []byte) ([]byte, error) {
+	if p.Role != RoleProvider {
+		return nil, Errorf(CodeForbidden, "the case API is for providers")
+	}
+	ev, err := s.cases.Event(p.Org, body)
+	if err != nil {
+		return nil, err
+	}
+	if ev.PROM != nil {
+		// The case names the referral and patient the PROM is about.
+		t, err := s.Read(ctx, p, TypeTask, id, 0)
+		if err != nil {
+			return nil, err
+		}
+		if _, err := taskRole(p, t); err != nil {
+			return nil, err
+		}
+		ev.PROM.SubjectID, ev.PROM.BasedOnID = t.Index.PatientID, t.Index.ReferralID
+		if _, err := s.RecordPROM(ctx, p, ev.PROM); err != nil {
+			return nil, err
+		}
+		return s.Case(ctx, p, id)
+	}
+	// The Task as it is, with the event applied, through UpdateTask; a
+	// change in between (412) is read again and reapplied.
+	for range 3 {
+		cur, err := s.Read(ctx, p, TypeTask, id, 0)
+		if err != nil {
+			return nil, err
+		}
+		edit := TaskEdit{ID: cur.ID, Version: cur.Version, Now: s.now(), Status: ev.Status, Reason: ev.Reason,
+			BusinessStatus: ev.BusinessStatus, AddNote: ev.Note}
+		body, err := s.docs.WriteTask(cur.Body, edit)
+		if err != nil {
+			return nil, Internal("apply case event", err)
+		}
+		_, err = s.UpdateTask(ctx, p, id, cur.Version, body)
+		if ErrorCode(err) == CodePreconditionFailed {
+			continue
+		}
+		if err != nil {
+			return nil, err
+		}
+		return s.Case(ctx, p, id)
+	}
+	return nil, Errorf(CodeConflict, "the case kept changing while the event was applied: send it again")
+}
