@@ -266,8 +266,11 @@ func (s *Server) create(c *gin.Context) error {
 	if err != nil {
 		return err
 	}
-	if typ == gateway.TypeQuestionnaireResponse {
+	switch typ {
+	case gateway.TypeQuestionnaireResponse:
 		return s.createPROM(c, body)
+	case gateway.TypeSubscription:
+		return s.createSubscription(c, body)
 	}
 	ref, err := mapping.ParseServiceRequest(body, c.GetHeader("If-None-Exist"))
 	if err != nil {

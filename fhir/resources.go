@@ -20,6 +20,7 @@ const (
 	interactionUpdate  interaction = "update"
 	interactionPatch   interaction = "patch"
 	interactionHistory interaction = "history-instance"
+	interactionDelete  interaction = "delete"
 )
 
 type paramType string
@@ -182,6 +183,14 @@ var resourceDefs = []resourceDef{
 		},
 	},
 	{
+		typ:          gateway.TypeSubscription,
+		interactions: []interaction{interactionCreate, interactionRead, interactionVread, interactionHistory, interactionDelete},
+		doc: "A practice's R4 rest-hook Subscription to changes of its Tasks: criteria Task?requester=Organization/{its ODS code}; " +
+			"channel.payload empty (a notification without content) or application/fhir+json (the Task, as the practice may see it). " +
+			"Delivered at least once, in order per Task, with the header X-Spgateway-Delivery to de-duplicate on; status error, with " +
+			"error, while the endpoint fails, active again when it recovers.",
+	},
+	{
 		typ:          gateway.TypeOrganization,
 		interactions: []interaction{interactionRead, interactionVread, interactionSearch},
 		doc:          "Practices and providers from the gateway's configuration; the id is the ODS code or local id.",
@@ -233,6 +242,9 @@ func (s *Server) allowed(typ string, instance bool) string {
 		}
 		if d.offers(interactionPatch) {
 			methods = append(methods, "PATCH")
+		}
+		if d.offers(interactionDelete) {
+			methods = append(methods, "DELETE")
 		}
 	} else {
 		if d.offers(interactionSearch) {

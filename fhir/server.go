@@ -127,13 +127,18 @@ func NewServer(cfg Config, svc *gateway.Service, auth gateway.Authenticator) (*S
 	a.POST("/:type/:id", s.handle(s.operation))
 	a.PUT("/:type/:id", s.handle(s.update))
 	a.PATCH("/:type/:id", s.handle(s.patch))
-	a.DELETE("/:type/:id", s.handle(s.notOffered))
+	a.DELETE("/:type/:id", s.handle(s.remove))
 	a.GET("/:type/:id/_history", s.handle(s.history))
 	a.GET("/:type/:id/_history/:vid", s.handle(s.vread))
 
 	api := r.Group("/api/v1", func(c *gin.Context) { c.Set(responseTypeKey, mediaJSON) }, s.limitBody, s.authenticate)
 	api.GET("/reports/funnel", s.handle(s.funnelReport))
 	api.GET("/reports/outcomes", s.handle(s.outcomesReport))
+	api.GET("/cases", s.handle(s.listCases))
+	api.GET("/cases/:id", s.handle(s.getCase))
+	api.POST("/cases/:id/events", s.handle(s.caseEvent))
+	api.GET("/outbox", s.handle(s.listOutbox))
+	api.POST("/outbox/:id/redrive", s.handle(s.redrive))
 	s.engine = r
 	return s, nil
 }

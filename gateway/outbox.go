@@ -280,3 +280,56 @@ func truncate(s string, n int) string {
 	}
 	return s[:n]
 }
+
+// OutboxView is what an operator sees of the outbox.
+type OutboxView struct {
+	Depth  map[string]int `json:"depth"`
+	Events []OutboxEvent  `json:"events"`
+}
+
+func (s *Service) operator(p Principal) error {
+	if p.Role != RoleAdmin {
+		return Errorf(CodeForbidden, "the outbox is for operators")
+	}
+	if s.outbox == nil {
+		return Errorf(CodeNotFound, "no outbox here")
+	}
+	return nil
+}
+
+// OutboxEvents lists deliveries of a status (dead letters, say), oldest
+// first, with the outbox's depth; payloads (patient data) are left out.
+func (s *Service) OutboxEvents(ctx context.Context, p Principal, status string, limit int) (OutboxView, error) {
+	if err := s.operator(p); err != nil {
+		return OutboxView{}, err
+	}
+	switch status {
+	case OutboxPending, OutboxDelivered, OutboxDead:
+	default:
+		return OutboxView{}, Problem(CodeInvalid, IssueValue, "status", "status is pending, delivered or dead")
+	}
+	depth, err := s.outbox.OutboxDepth(ctx)
+	if err != nil {
+		return OutboxView{}, err
+	}
+	events, err := s.outbox.ListOutbox(ctx, status, limit)
+	if err != nil {
+		return OutboxView{}, err
+	}
+	if events == nil {
+		events = []OutboxEvent{}
+	}
+	return OutboxView{Depth: depth, Events: events}, nil
+}
+
+// Redrive makes a dead letter pending again, to be delivered now.
+func (s *Service) Redrive(ctx context.Context, p Principal, id string) error {
+	if err := s.operator(p); err != nil {
+		return err
+	}
+	if err := s.outbox.RedriveOutbox(ctx, id, s.now()); err != nil {
+		return err
+	}
+	s.enqueued()
+	return nil
+}

@@ -32,6 +32,8 @@ type Config struct {
 	PushProviders []string
 	// Wake, when set, is called after a write enqueued outbox events.
 	Wake func()
+	// Outbox, when set, lets operators see and redrive deliveries.
+	Outbox Outbox
 	// Now and NewID default to the wall clock and random UUIDs.
 	Now   func() time.Time
 	NewID func() string
@@ -51,6 +53,7 @@ type Service struct {
 	cases       CaseRecords
 	pushes      map[string]bool
 	wake        func()
+	outbox      Outbox
 	now         func() time.Time
 	newID       func() string
 }
@@ -103,7 +106,7 @@ func NewService(cfg Config) (*Service, error) {
 		}
 	}
 	s.programmes = cfg.Programmes
-	s.cases, s.wake, s.pushes = cfg.Cases, cfg.Wake, map[string]bool{}
+	s.cases, s.wake, s.outbox, s.pushes = cfg.Cases, cfg.Wake, cfg.Outbox, map[string]bool{}
 	for _, code := range cfg.PushProviders {
 		if !s.dir.Is(code, OrgProvider) {
 			return nil, fmt.Errorf("gateway.NewService: %q pushes case records but is not a provider", code)

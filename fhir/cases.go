@@ -1,0 +1,179 @@
+package fhir
+
+import (
+	"encoding/json"
+	"net/http"
+	"strconv"
+	"strings"
+
+	"github.com/gin-gonic/gin"
+
+	"github.com/spgateway/spgateway/gateway"
+)
+
+// The case API (/api/v1/cases) is for providers that poll but do not speak
+// FHIR: their case records, in their own fields and vocabulary, and their
+// events back. Tenancy and authentication are the FHIR API's.
+
+// caseStatuses reads ?status=: "new" (requested), "open", or Task
+// statuses, comma-separated.
+func caseStatuses(v string) ([]string, error) {
+	var out []string
+	for _, s := range strings.Split(v, ",") {
+		switch s = strings.TrimSpace(s); s {
+		case "":
+		case "new":
+			out = append(out, gateway.TaskRequested)
+		case "open":
+			out = append(out, gateway.TaskRequested, gateway.TaskReceived, gateway.TaskAccepted, gateway.TaskInProgress, gateway.TaskOnHold)
+		default:
+			found := false
+			for _, st := range gateway.TaskStatuses {
+				found = found || st == s
+			}
+			if !found {
+				return nil, gateway.Problem(gateway.CodeInvalid, gateway.IssueValue, "status", "status is new, open or a Task status, not %q", s)
+			}
+			out = append(out, s)
+		}
+	}
+	return out, nil
+}
+
+type casesJSON struct {
+	Cases []json.RawMessage `json:"cases"`
+	Next  string            `json:"next,omitempty"`
+}
+
+// listCases answers GET /api/v1/cases?status=…&count=…&cursor=…: the
+// provider's case records, oldest change first. next continues the list
+// as it was at the first page, like FHIR search paging.
+func (s *Server) listCases(c *gin.Context) error {
+	statuses, err := caseStatuses(c.Query("status"))
+	if err != nil {
+		return err
+	}
+	count := s.cfg.DefaultCount
+	if v := c.Query("count"); v != "" {
+		n, err := strconv.Atoi(v)
+		if err != nil || n < 1 {
+			return badParam("count must be a whole number ≥ 1")
+		}
+		count = min(n, s.cfg.MaxCount)
+	}
+	hash := queryHash("cases", strings.Join(statuses, ","))
+	var snapshot, after int64
+	if v := c.Query("cursor"); v != "" {
+		cur, err := decodeCursor(v)
+		if err != nil || cur.query != hash {
+			return badParam("%s", errCursor.Error())
+		}
+		snapshot, after = cur.snapshot, cur.after
+	}
+	records, snap, last, more, err := s.svc.Cases(c.Request.Context(), principal(c), statuses, snapshot, after, count)
+	if err != nil {
+		return err
+	}
+	out := casesJSON{Cases: make([]json.RawMessage, len(records))}
+	for i, r := range records {
+		out.Cases[i] = r
+	}
+	if more {
+		out.Next = cursor{snapshot: snap, after: last, total: -1, query: hash}.encode()
+	}
+	body, err := marshalFHIR(out)
+	if err != nil {
+		return gateway.Internal("cases", err)
+	}
+	c.Data(http.StatusOK, mediaJSON+"; charset=utf-8", body)
+	return nil
+}
+
+// getCase answers GET /api/v1/cases/{id}.
+func (s *Server) getCase(c *gin.Context) error {
+	rec, err := s.svc.Case(c.Request.Context(), principal(c), c.Param("id"))
+	if err != nil {
+		return err
+	}
+	c.Data(http.StatusOK, mediaJSON+"; charset=utf-8", rec)
+	return nil
+}
+
+// caseEvent answers POST /api/v1/cases/{id}/events: the provider's event,
+// in its own vocabulary, applied through the Task workflow's rules.
+func (s *Server) caseEvent(c *gin.Context) error {
+	body, err := s.readBody(c)
+	if err != nil {
+		return err
+	}
+	rec, err := s.svc.ApplyCaseEvent(c.Request.Context(), principal(c), c.Param("id"), body)
+	if err != nil {
+		return err
+	}
+	c.Data(http.StatusOK, mediaJSON+"; charset=utf-8", rec)
+	return nil
+}
+
+// listOutbox answers GET /api/v1/outbox?status=dead (operators).
+func (s *Server) listOutbox(c *gin.Context) error {
+	status := c.DefaultQuery("status", gateway.OutboxDead)
+	limit := 100
+	if v := c.Query("limit"); v != "" {
+		n, err := strconv.Atoi(v)
+		if err != nil || n < 1 {
+			return badParam("limit must be a whole number ≥ 1")
+		}
+		limit = min(n, 1000)
+	}
+	view, err := s.svc.OutboxEvents(c.Request.Context(), principal(c), status, limit)
+	if err != nil {
+		return err
+	}
+	body, err := marshalFHIR(view)
+	if err != nil {
+		return gateway.Internal("outbox", err)
+	}
+	c.Data(http.StatusOK, mediaJSON+"; charset=utf-8", body)
+	return nil
+}
+
+// redrive answers POST /api/v1/outbox/{id}/redrive (operators).
+func (s *Server) redrive(c *gin.Context) error {
+	if err := s.svc.Redrive(c.Request.Context(), principal(c), c.Param("id")); err != nil {
+		return err
+	}
+	c.Status(http.StatusNoContent)
+	return nil
+}
+
+// createSubscription answers POST /fhir/Subscription (practices).
+func (s *Server) createSubscription(c *gin.Context, body []byte) error {
+	res, err := s.svc.CreateSubscription(c.Request.Context(), principal(c), body)
+	if err != nil {
+		return err
+	}
+	c.Header("Location", s.basePath+"/"+res.Type+"/"+res.ID+"/_history/"+strconv.Itoa(res.Version))
+	s.resourceHeaders(c, res)
+	switch prefer(c, returnRepresentation).ret {
+	case returnMinimal:
+		c.Status(http.StatusCreated)
+	case returnOutcome:
+		s.writeJSON(c, http.StatusCreated, information("subscribed"))
+	default:
+		s.writeJSON(c, http.StatusCreated, res.Body)
+	}
+	return nil
+}
+
+// remove answers DELETE /fhir/{type}/{id}: only Subscriptions are deleted.
+func (s *Server) remove(c *gin.Context) error {
+	typ, id := c.Param("type"), c.Param("id")
+	if _, err := resourceFor(typ, interactionDelete); err != nil {
+		return err
+	}
+	if err := s.svc.DeleteSubscription(c.Request.Context(), principal(c), id); err != nil {
+		return err
+	}
+	c.Status(http.StatusNoContent)
+	return nil
+}
