@@ -55,14 +55,6 @@ func (s *Server) metadata(c *gin.Context) error {
 	return nil
 }
 
-func (s *Server) notOffered(c *gin.Context) error {
-	typ := c.Param("type")
-	if _, ok := lookupDef(typ); !ok {
-		return gateway.Errorf(gateway.CodeNotFound, "resource type %q is not served here", typ)
-	}
-	return gateway.Errorf(gateway.CodeMethodNotAllowed, "%s %s is not supported", c.Request.Method, typ)
-}
-
 // read answers GET /fhir/{type}/{id}.
 func (s *Server) read(c *gin.Context) error {
 	return s.readVersion(c, interactionRead, 0)

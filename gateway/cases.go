@@ -37,6 +37,20 @@ type CaseRecords interface {
 	// Event reads a provider's event. It returns CodeUnprocessable for an
 	// event its configuration does not know.
 	Event(provider string, body []byte) (CaseEvent, error)
+	// Has reports whether the provider has a case-record configuration.
+	Has(provider string) bool
+}
+
+// caseProvider refuses the case API to anyone but a provider with a
+// case-record configuration.
+func (s *Service) caseProvider(p Principal) error {
+	if p.Role != RoleProvider {
+		return Errorf(CodeForbidden, "the case API is for providers")
+	}
+	if s.cases == nil || !s.cases.Has(p.Org) {
+		return Errorf(CodeForbidden, "no case records are configured for %s: use the FHIR API", p.Org)
+	}
+	return nil
 }
 
 // referralDocuments reads the documents of the referral of Task t.
@@ -123,8 +137,8 @@ func (s *Service) enqueued() {
 // Task change after (0: from the start). It returns the records, the
 // change to continue after, and whether more follow.
 func (s *Service) Cases(ctx context.Context, p Principal, statuses []string, snapshot, after int64, count int) ([][]byte, int64, int64, bool, error) {
-	if p.Role != RoleProvider {
-		return nil, 0, 0, false, Errorf(CodeForbidden, "the case API is for providers")
+	if err := s.caseProvider(p); err != nil {
+		return nil, 0, 0, false, err
 	}
 	q := SearchQuery{Type: TypeTask, Org: p.Org, Count: count, Snapshot: snapshot, After: after,
 		Filters: []Filter{{Field: FieldProvider, Values: []string{p.Org}}}}
@@ -165,8 +179,8 @@ func (s *Service) Cases(ctx context.Context, p Principal, statuses []string, sna
 
 // Case returns the provider's case record of its Task id.
 func (s *Service) Case(ctx context.Context, p Principal, id string) ([]byte, error) {
-	if p.Role != RoleProvider {
-		return nil, Errorf(CodeForbidden, "the case API is for providers")
+	if err := s.caseProvider(p); err != nil {
+		return nil, err
 	}
 	var rec []byte
 	err := s.store.View(ctx, func(v View) error {
@@ -194,8 +208,8 @@ func (s *Service) Case(ctx context.Context, p Principal, id string) ([]byte, err
 // FHIR update (403, 409, 422 as there); a PROM is recorded as
 // RecordPROM does. It returns the provider's case record afterwards.
 func (s *Service) ApplyCaseEvent(ctx context.Context, p Principal, id string, body []byte) ([]byte, error) {
-	if p.Role != RoleProvider {
-		return nil, Errorf(CodeForbidden, "the case API is for providers")
+	if err := s.caseProvider(p); err != nil {
+		return nil, err
 	}
 	ev, err := s.cases.Event(p.Org, body)
 	if err != nil {

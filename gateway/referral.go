@@ -275,6 +275,13 @@ func (s *Service) writeReferral(ctx context.Context, tx Tx, p Principal, provide
 	if err := s.notify(ctx, tx, res.Task, practice); err != nil {
 		return nil, err
 	}
+	if i := patientEntry(r); known != nil && i >= 0 && res.Entries[i].Resource != known {
+		// New details of a known patient: the providers of the patient's
+		// other open referrals get their case records again.
+		if err := s.renotifyPatient(ctx, tx, practice, a.PatientID, res.Task.ID); err != nil {
+			return nil, err
+		}
+	}
 	return res, nil
 }
 
@@ -368,4 +375,33 @@ func nthOfType(rs []Resource, typ string, n int) *Resource {
 		n--
 	}
 	return nil
+}
+
+// renotifyPatient notifies again, as written by practice, the open Tasks of
+// a patient but one.
+func (s *Service) renotifyPatient(ctx context.Context, tx Tx, practice, patientID, except string) error {
+	page, err := tx.Search(ctx, SearchQuery{Type: TypeTask, Org: practice, Count: MaxReassign, Filters: []Filter{
+		{Field: FieldPatient, Values: []string{patientID}}, {Field: FieldStatus, Values: openStatuses}}})
+	if err != nil {
+		return err
+	}
+	for _, t := range page.Matches {
+		if t.ID == except {
+			continue
+		}
+		if err := s.notify(ctx, tx, t, practice); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// patientEntry returns the index of the referral's Patient entry, or -1.
+func patientEntry(r *Referral) int {
+	for i, e := range r.Entries {
+		if e.Part == PartPatient {
+			return i
+		}
+	}
+	return -1
 }

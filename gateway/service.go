@@ -111,8 +111,8 @@ func NewService(cfg Config) (*Service, error) {
 		if !s.dir.Is(code, OrgProvider) {
 			return nil, fmt.Errorf("gateway.NewService: %q pushes case records but is not a provider", code)
 		}
-		if s.cases == nil {
-			return nil, errors.New("gateway.NewService: providers push case records, but no case records are configured")
+		if s.cases == nil || !s.cases.Has(code) {
+			return nil, fmt.Errorf("gateway.NewService: %q pushes case records, but has no case-record configuration", code)
 		}
 		s.pushes[code] = true
 	}

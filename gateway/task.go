@@ -95,6 +95,13 @@ func CheckTaskTransition(from, to string, role TaskRole) error {
 	return nil
 }
 
+// MaySet reports whether the party may ever move a Task into status (from
+// some status); configuration checks use it.
+func MaySet(role TaskRole, status string) bool {
+	who, ok := setBy[status]
+	return ok && who == role
+}
+
 func whoSets(status string) string {
 	switch setBy[status] {
 	case TaskOwner:
