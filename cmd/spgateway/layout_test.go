@@ -32,7 +32,7 @@ func TestImportDirection(t *testing.T) {
 		pkg, imports, _ := strings.Cut(line, ":")
 		rules, checked := allowed[pkg]
 		if strings.HasPrefix(pkg, mod+"adapters/") {
-			rules, checked = []string{mod + "gateway"}, true
+			rules, checked = []string{mod + "gateway", mod + "adapters/internal/"}, true
 		}
 		if !checked {
 			if !strings.HasPrefix(pkg, mod+"cmd/") {

@@ -1,0 +1,215 @@
+// Package resthook delivers Task changes to practices' FHIR R4 Subscriptions
+// (channel rest-hook): each outbox event becomes a POST to the
+// Subscription's endpoint, with the Task or, when the practice asked for an
+// empty notification, nothing, so that a practice hears of a change without
+// polling. It is the "subscription" adapter of the outbox worker.
+package resthook
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"net/url"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/spgateway/spgateway/adapters/internal/redact"
+	"github.com/spgateway/spgateway/gateway"
+)
+
+// HeaderDelivery carries the event's id, for an endpoint to de-duplicate on
+// (an event is delivered at least once).
+const HeaderDelivery = "X-Spgateway-Delivery"
+
+// HeaderTaskVersion carries the version of the Task the event is about, so
+// an endpoint can ignore a retried, older event that arrives after a newer
+// one.
+const HeaderTaskVersion = "X-Spgateway-Task-Version"
+
+// DefaultTimeout bounds a delivery when Config.Timeout is not set: an
+// endpoint that hangs must not hold the worker's lease on the event.
+const DefaultTimeout = 10 * time.Second
+
+// maxAnswer is how much of an endpoint's answer is read: enough to reuse
+// the connection after a short answer, no more.
+const maxAnswer = 64 << 10
+
+// Channels finds where to deliver to a Subscription; gateway.Service
+// implements it.
+type Channels interface {
+	// SubscriptionChannel returns Subscription id's channel, or
+	// gateway.ErrDiscard when the Subscription was deleted.
+	SubscriptionChannel(ctx context.Context, id string) (gateway.SubscriptionChannel, error)
+}
+
+// Config is what an Adapter needs.
+type Config struct {
+	// Channels is looked up at every delivery, so a deleted Subscription
+	// receives nothing more.
+	Channels Channels
+	// Timeout bounds one delivery, answer included; DefaultTimeout if zero.
+	Timeout time.Duration
+	// Client sends the requests. By default a client that does not follow
+	// redirects, so a Task goes only to the endpoint the practice gave.
+	Client *http.Client
+}
+
+// Adapter delivers to practices' Subscriptions.
+type Adapter struct {
+	channels Channels
+	timeout  time.Duration
+	client   *http.Client
+}
+
+// New returns an Adapter. It refuses one without Channels.
+func New(cfg Config) (*Adapter, error) {
+	if cfg.Channels == nil {
+		return nil, errors.New("resthook.New: no Channels to find Subscriptions' endpoints")
+	}
+	a := &Adapter{channels: cfg.Channels, timeout: cfg.Timeout, client: cfg.Client}
+	if a.timeout <= 0 {
+		a.timeout = DefaultTimeout
+	}
+	if a.client == nil {
+		a.client = &http.Client{CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
+	}
+	return a, nil
+}
+
+// Deliver POSTs an event to its Subscription's endpoint ("subscription:{id}"
+// is the destination): the event's payload as FHIR JSON when it has one and
+// the Subscription still asks for one, else an empty body (R4's empty
+// notification); the Subscription's channel headers; and the delivery id.
+// A deleted or off Subscription gives gateway.ErrDiscard, as it is, for the
+// worker to drop the event. 2xx is delivered; 410 Gone is permanent; any
+// other answer, a network error or no answer within the timeout is retried.
+// Errors name the status, never the payload or the channel's headers (the
+// Subscription shows its last error to the practice).
+func (a *Adapter) Deliver(ctx context.Context, e gateway.OutboxEvent) error {
+	kind, id, _ := strings.Cut(e.Destination, ":")
+	if kind != "subscription" || id == "" {
+		return &gateway.PermanentError{Err: fmt.Errorf("resthook.Deliver: %q is not a Subscription destination", e.Destination)}
+	}
+	ch, err := a.channels.SubscriptionChannel(ctx, id)
+	if errors.Is(err, gateway.ErrDiscard) {
+		return err
+	}
+	if err != nil {
+		return fmt.Errorf("resthook.Deliver: SubscriptionChannel %s: %w", id, err)
+	}
+	if ch.Status == gateway.SubscriptionOff {
+		return gateway.ErrDiscard
+	}
+	u, err := url.Parse(ch.Endpoint)
+	if err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" {
+		return &gateway.PermanentError{Err: fmt.Errorf("resthook.Deliver: Subscription %s: the endpoint is not an absolute http or https URL", id)}
+	}
+	header := http.Header{}
+	for i, line := range ch.Headers {
+		name, value, err := headerLine(line)
+		if err != nil {
+			return &gateway.PermanentError{Err: fmt.Errorf("resthook.Deliver: Subscription %s: channel header %d: %w", id, i+1, err)}
+		}
+		header.Add(name, value)
+	}
+
+	// The Subscription's choice wins over the event's: a practice that asks
+	// for empty notifications gets no patient data. R4 rest-hook: without
+	// a payload, a POST to the endpoint; with one, the endpoint is a FHIR
+	// base and the resource is PUT there ([endpoint]/Task/{id}).
+	var body io.Reader = http.NoBody
+	method, target := http.MethodPost, ch.Endpoint
+	if len(e.Payload) > 0 && ch.Payload != "" {
+		body = bytes.NewReader(e.Payload)
+		header.Set("Content-Type", mediaType(ch.Payload))
+		put := *u
+		put.Path = strings.TrimSuffix(u.Path, "/") + "/" + gateway.TypeTask + "/" + e.OrderKey
+		put.RawPath = ""
+		method, target = http.MethodPut, put.String()
+	} else {
+		header.Del("Content-Type")
+	}
+	header.Set(HeaderDelivery, e.ID)
+	header.Set(HeaderTaskVersion, strconv.Itoa(e.TaskVersion))
+
+	ctx, cancel := context.WithTimeout(ctx, a.timeout)
+	defer cancel()
+	req, err := http.NewRequestWithContext(ctx, method, target, body)
+	if err != nil {
+		return fmt.Errorf("resthook.Deliver: Subscription %s: http.NewRequest: %w", id, err)
+	}
+	req.Header = header
+	shown := shown(u)
+	resp, err := a.client.Do(req)
+	if err != nil {
+		return fmt.Errorf("resthook.Deliver: %s %s: %w", method, shown, cause(ctx, err, a.timeout))
+	}
+	defer resp.Body.Close()
+	answer, err := io.ReadAll(io.LimitReader(resp.Body, maxAnswer))
+	switch {
+	case resp.StatusCode >= 200 && resp.StatusCode < 300:
+		return nil
+	case resp.StatusCode == http.StatusGone:
+		return &gateway.PermanentError{Err: fmt.Errorf("resthook.Deliver: %s %s: %s: the endpoint is gone", method, shown, resp.Status)}
+	case err != nil:
+		return fmt.Errorf("resthook.Deliver: %s %s: %s, reading the answer: %w", method, shown, resp.Status, cause(ctx, err, a.timeout))
+	}
+	if x := redact.Excerpt(answer, e.Payload); x != "" {
+		return fmt.Errorf("resthook.Deliver: %s %s: %s: %q", method, shown, resp.Status, x)
+	}
+	return fmt.Errorf("resthook.Deliver: %s %s: %s", method, shown, resp.Status)
+}
+
+// mediaType is the Content-Type of a payload: the channel's, which R4 says
+// is the type to send, when it is a JSON one (the gateway accepts no
+// other); FHIR JSON otherwise.
+func mediaType(payload string) string {
+	if payload == "application/json" {
+		return payload
+	}
+	return "application/fhir+json"
+}
+
+// headerLine splits a channel header, "Name: value". The gateway checked
+// it when the Subscription was made; this check keeps a stored one from
+// adding a line to the request. Errors never quote the value, which is
+// often a credential.
+func headerLine(line string) (string, string, error) {
+	name, value, ok := strings.Cut(line, ":")
+	name, value = strings.TrimSpace(name), strings.TrimSpace(value)
+	if !ok || name == "" {
+		return "", "", errors.New(`not "Name: value"`)
+	}
+	for _, c := range []byte(name) {
+		if c <= ' ' || c >= 0x7f || strings.IndexByte(`"(),/:;<=>?@[\]{}`, c) >= 0 {
+			return "", "", errors.New("the name is not a header name")
+		}
+	}
+	if strings.ContainsAny(value, "\r\n\x00") {
+		return "", "", errors.New("the value is more than one line")
+	}
+	return name, value, nil
+}
+
+// cause turns a failed exchange's error into what went wrong, without the
+// request's URL, saying so when the delivery ran out of time.
+func cause(ctx context.Context, err error, timeout time.Duration) error {
+	if errors.Is(ctx.Err(), context.DeadlineExceeded) {
+		return fmt.Errorf("no answer within %s: %w", timeout, context.DeadlineExceeded)
+	}
+	var uerr *url.Error
+	if errors.As(err, &uerr) {
+		return uerr.Err
+	}
+	return err
+}
+
+// shown is a URL as errors show it: scheme, host and path, without the
+// credentials or query a URL may carry.
+func shown(u *url.URL) string {
+	return (&url.URL{Scheme: u.Scheme, Host: u.Host, Path: u.Path}).String()
+}

@@ -1,0 +1,271 @@
+package resthook_test
+
+import (
+	"context"
+	"errors"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/spgateway/spgateway/adapters/resthook"
+	"github.com/spgateway/spgateway/gateway"
+)
+
+// The adapter is the worker's Deliverer for subscriptions, and the
+// Service is where it finds them.
+var (
+	_ gateway.Deliverer = (*resthook.Adapter)(nil)
+	_ resthook.Channels = (*gateway.Service)(nil)
+)
+
+const nhsNumber = "9434765919"
+
+var task = []byte(`{"resourceType":"Task","id":"task-1","status":"accepted","intent":"order",` +
+	`"for":{"identifier":{"system":"https://fhir.nhs.uk/Id/nhs-number","value":"` + nhsNumber + `"},"display":"Jane Smith"}}`)
+
+// channels is a fake Channels: a Subscription's channel, or an error.
+type channels struct {
+	ch      map[string]gateway.SubscriptionChannel
+	err     error
+	lookups int
+}
+
+func (c *channels) SubscriptionChannel(_ context.Context, id string) (gateway.SubscriptionChannel, error) {
+	c.lookups++
+	if c.err != nil {
+		return gateway.SubscriptionChannel{}, c.err
+	}
+	ch, ok := c.ch[id]
+	if !ok {
+		return ch, gateway.ErrDiscard
+	}
+	return ch, nil
+}
+
+// request is one notification as an endpoint saw it.
+type request struct {
+	method, path, query string
+	header              http.Header
+	length              int64
+	body                []byte
+}
+
+// endpoint is a practice's endpoint answering status and answer.
+func endpoint(t *testing.T, status int, answer string) (*httptest.Server, chan request) {
+	t.Helper()
+	got := make(chan request, 10)
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		body, _ := io.ReadAll(r.Body)
+		got <- request{method: r.Method, path: r.URL.Path, query: r.URL.RawQuery, header: r.Header.Clone(), length: r.ContentLength, body: body}
+		w.WriteHeader(status)
+		io.WriteString(w, answer)
+	}))
+	t.Cleanup(srv.Close)
+	return srv, got
+}
+
+func event(payload []byte) gateway.OutboxEvent {
+	return gateway.OutboxEvent{ID: "delivery-1", Destination: gateway.SubscriptionDestination("sub-1"), Kind: gateway.EventTask,
+		OrderKey: "task-1", TaskVersion: 3, Payload: payload}
+}
+
+func adapter(t *testing.T, c resthook.Channels, timeout time.Duration) *resthook.Adapter {
+	t.Helper()
+	a, err := resthook.New(resthook.Config{Channels: c, Timeout: timeout})
+	if err != nil {
+		t.Fatalf("resthook.New: %v", err)
+	}
+	return a
+}
+
+func TestDeliverNotification(t *testing.T) {
+	// R4 rest-hook: an empty notification is a POST to the endpoint; with a
+	// payload, the endpoint is a FHIR base and the Task is PUT there.
+	tests := []struct {
+		name        string
+		channelType string // the Subscription's payload
+		payload     []byte // the event's
+		wantBody    []byte
+		wantType    string
+		wantMethod  string
+		wantPath    string
+	}{
+		{name: "the Task, as FHIR JSON", channelType: "application/fhir+json", payload: task, wantBody: task, wantType: "application/fhir+json",
+			wantMethod: http.MethodPut, wantPath: "/hooks/tasks/Task/task-1"},
+		{name: "the Task, as JSON", channelType: "application/json", payload: task, wantBody: task, wantType: "application/json",
+			wantMethod: http.MethodPut, wantPath: "/hooks/tasks/Task/task-1"},
+		{name: "an empty notification", channelType: "", payload: nil, wantMethod: http.MethodPost, wantPath: "/hooks/tasks"},
+		{name: "an empty notification, though the event has the Task", channelType: "", payload: task, wantMethod: http.MethodPost, wantPath: "/hooks/tasks"},
+		{name: "an empty notification, the event having nothing", channelType: "application/fhir+json", payload: nil, wantMethod: http.MethodPost, wantPath: "/hooks/tasks"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			srv, got := endpoint(t, http.StatusOK, "")
+			c := &channels{ch: map[string]gateway.SubscriptionChannel{"sub-1": {ID: "sub-1", Status: gateway.SubscriptionActive,
+				Endpoint: srv.URL + "/hooks/tasks?practice=A81001", Payload: tt.channelType,
+				Headers: []string{"Authorization: Bearer practice-token", "X-Practice:  A81001 ", "X-Spgateway-Delivery: forged", "Content-Type: text/plain"}}}}
+			if err := adapter(t, c, 0).Deliver(context.Background(), event(tt.payload)); err != nil {
+				t.Fatalf("Deliver: %v", err)
+			}
+			r := <-got
+			if r.method != tt.wantMethod || r.path != tt.wantPath || r.query != "practice=A81001" {
+				t.Errorf("%s %s?%s, want %s %s?practice=A81001", r.method, r.path, r.query, tt.wantMethod, tt.wantPath)
+			}
+			if string(r.body) != string(tt.wantBody) || r.length != int64(len(tt.wantBody)) {
+				t.Errorf("body = %q (Content-Length %d), want %q", r.body, r.length, tt.wantBody)
+			}
+			for name, want := range map[string]string{
+				"Content-Type":             tt.wantType,
+				"Authorization":            "Bearer practice-token",
+				"X-Practice":               "A81001",
+				resthook.HeaderDelivery:    "delivery-1",
+				resthook.HeaderTaskVersion: "3",
+			} {
+				if v := r.header.Values(name); want == "" && len(v) != 0 || want != "" && (len(v) != 1 || v[0] != want) {
+					t.Errorf("%s = %q, want %q", name, v, want)
+				}
+			}
+		})
+	}
+}
+
+func TestDeliverDiscards(t *testing.T) {
+	srv, got := endpoint(t, http.StatusOK, "")
+	for name, c := range map[string]*channels{
+		"deleted": {err: gateway.ErrDiscard},
+		"unknown": {ch: map[string]gateway.SubscriptionChannel{}},
+		"off":     {ch: map[string]gateway.SubscriptionChannel{"sub-1": {ID: "sub-1", Status: gateway.SubscriptionOff, Endpoint: srv.URL}}},
+	} {
+		t.Run(name, func(t *testing.T) {
+			if err := adapter(t, c, 0).Deliver(context.Background(), event(task)); err != gateway.ErrDiscard {
+				t.Errorf("Deliver = %v, want gateway.ErrDiscard as it is", err)
+			}
+		})
+	}
+	if len(got) != 0 {
+		t.Error("a discarded event was delivered")
+	}
+}
+
+func TestDeliverFailures(t *testing.T) {
+	const token = "practice-token"
+	tests := []struct {
+		name      string
+		status    int
+		answer    string
+		permanent bool
+		says      string
+	}{
+		{name: "410 is permanent", status: 410, permanent: true, says: "410 Gone"},
+		{name: "500 is retried", status: 500, answer: "queue full", says: `500 Internal Server Error: "queue full"`},
+		{name: "401 is retried", status: 401, says: "401 Unauthorized"},
+		{name: "404 is retried", status: 404, says: "404 Not Found"},
+		{name: "301 is not followed", status: 301, says: "301 Moved Permanently"},
+		{name: "an echo of the Task is not quoted", status: 400, answer: "rejected: " + string(task), says: "400 Bad Request"},
+		{name: "a patient's name is not quoted", status: 422, answer: "who is Jane Smith?", says: "422 Unprocessable Entity"},
+		{name: "an NHS number is not quoted", status: 422, answer: "unknown patient 943 476 5919", says: "422 Unprocessable Entity"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			srv, _ := endpoint(t, tt.status, tt.answer)
+			c := &channels{ch: map[string]gateway.SubscriptionChannel{"sub-1": {ID: "sub-1", Status: gateway.SubscriptionActive,
+				Endpoint: srv.URL + "/hook?key=" + token, Payload: "application/fhir+json", Headers: []string{"Authorization: Bearer " + token}}}}
+			err := adapter(t, c, 0).Deliver(context.Background(), event(task))
+			if err == nil {
+				t.Fatal("Deliver succeeded")
+			}
+			var perm *gateway.PermanentError
+			if errors.As(err, &perm) != tt.permanent {
+				t.Errorf("Deliver = %v: permanent is %v, want %v", err, !tt.permanent, tt.permanent)
+			}
+			msg := err.Error()
+			if !strings.Contains(msg, tt.says) {
+				t.Errorf("error %q does not say %q", msg, tt.says)
+			}
+			for _, secret := range []string{nhsNumber, "5919", "Smith", token} {
+				if strings.Contains(msg, secret) {
+					t.Errorf("error %q holds %q", msg, secret)
+				}
+			}
+		})
+	}
+}
+
+func TestDeliverRefuses(t *testing.T) {
+	const token = "practice-token"
+	active := func(endpoint string, headers ...string) *channels {
+		return &channels{ch: map[string]gateway.SubscriptionChannel{"sub-1": {ID: "sub-1", Status: gateway.SubscriptionActive,
+			Endpoint: endpoint, Payload: "application/fhir+json", Headers: headers}}}
+	}
+	srv, got := endpoint(t, http.StatusOK, "")
+	tests := []struct {
+		name     string
+		channels *channels
+		dest     string
+	}{
+		{name: "refused: a provider destination", channels: active(srv.URL), dest: gateway.ProviderDestination("P1")},
+		{name: "refused: no Subscription id", channels: active(srv.URL), dest: "subscription:"},
+		{name: "refused: a relative endpoint", channels: active("/hook")},
+		{name: "refused: an ftp endpoint", channels: active("ftp://practice.example/hook")},
+		{name: "refused: a header without a colon", channels: active(srv.URL, "Authorization Bearer "+token)},
+		{name: "refused: a header without a name", channels: active(srv.URL, ": "+token)},
+		{name: "refused: a header name with a space", channels: active(srv.URL, "X Key: "+token)},
+		{name: "refused: a header adding a line", channels: active(srv.URL, "X-Key: "+token+"\r\nX-Other: 1")},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			e := event(task)
+			if tt.dest != "" {
+				e.Destination = tt.dest
+			}
+			err := adapter(t, tt.channels, 0).Deliver(context.Background(), e)
+			var perm *gateway.PermanentError
+			if !errors.As(err, &perm) {
+				t.Errorf("Deliver = %v, want a permanent error", err)
+			} else if strings.Contains(err.Error(), token) {
+				t.Errorf("error %q shows the header's value", err)
+			}
+		})
+	}
+	if len(got) != 0 {
+		t.Error("a refused event was delivered")
+	}
+}
+
+func TestDeliverLookupFails(t *testing.T) {
+	c := &channels{err: errors.New("database is locked")}
+	err := adapter(t, c, 0).Deliver(context.Background(), event(task))
+	var perm *gateway.PermanentError
+	if err == nil || errors.As(err, &perm) || errors.Is(err, gateway.ErrDiscard) || !strings.Contains(err.Error(), "SubscriptionChannel sub-1: database is locked") {
+		t.Errorf("Deliver = %v, want an error to retry", err)
+	}
+}
+
+func TestDeliverTimeout(t *testing.T) {
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		io.Copy(io.Discard, r.Body) // then the server notices the client leave
+		select {
+		case <-r.Context().Done():
+		case <-time.After(5 * time.Second):
+		}
+	}))
+	defer srv.Close()
+	c := &channels{ch: map[string]gateway.SubscriptionChannel{"sub-1": {ID: "sub-1", Status: gateway.SubscriptionError, Endpoint: srv.URL}}}
+	start := time.Now()
+	err := adapter(t, c, 200*time.Millisecond).Deliver(context.Background(), event(nil))
+	if !errors.Is(err, context.DeadlineExceeded) {
+		t.Errorf("Deliver = %v, want a timeout", err)
+	}
+	if took := time.Since(start); took > 1200*time.Millisecond {
+		t.Errorf("Deliver took %s with a timeout of 200ms", took)
+	}
+}
+
+func TestNewRefusesNoChannels(t *testing.T) {
+	if a, err := resthook.New(resthook.Config{}); err == nil || a != nil {
+		t.Errorf("New = %v, %v; want an error", a, err)
+	}
+}
