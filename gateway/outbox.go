@@ -333,3 +333,17 @@ func (s *Service) Redrive(ctx context.Context, p Principal, id string) error {
 	s.enqueued()
 	return nil
 }
+
+// ProviderRoutes delivers each provider's events through its own adapter.
+type ProviderRoutes map[string]Deliverer
+
+// Deliver hands e to the adapter of its provider; a provider without one
+// is a permanent failure (its configuration changed).
+func (r ProviderRoutes) Deliver(ctx context.Context, e OutboxEvent) error {
+	_, code, _ := strings.Cut(e.Destination, ":")
+	d, ok := r[code]
+	if !ok {
+		return &PermanentError{Err: errors.New("no adapter is configured for provider " + code)}
+	}
+	return d.Deliver(ctx, e)
+}
