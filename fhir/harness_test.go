@@ -15,6 +15,7 @@ import (
 	"github.com/spgateway/spgateway/fhir"
 	"github.com/spgateway/spgateway/fhir/fhirtest"
 	"github.com/spgateway/spgateway/gateway"
+	"github.com/spgateway/spgateway/gateway/store"
 	"github.com/spgateway/spgateway/gateway/store/storetest"
 	"github.com/spgateway/spgateway/mapping"
 )
@@ -30,11 +31,12 @@ const (
 
 // testGateway is the real router over a real store.
 type testGateway struct {
-	t    testing.TB
-	srv  *httptest.Server
-	svc  *gateway.Service
-	fhir *fhir.Server
-	base string // server root
+	t     testing.TB
+	srv   *httptest.Server
+	svc   *gateway.Service
+	fhir  *fhir.Server
+	store *store.Store
+	base  string // server root
 }
 
 type gatewayOption func(*gateway.Config, *fhir.Config)
@@ -77,6 +79,9 @@ func newGateway(t testing.TB, engine string, opts ...gatewayOption) *testGateway
 	}
 	st := storetest.Open(t, engine, gcfg.Now)
 	gcfg.Store = st
+	if gcfg.Outbox == nil {
+		gcfg.Outbox = st
+	}
 	svc, err := gateway.NewService(gcfg)
 	if err != nil {
 		t.Fatal(err)
@@ -95,7 +100,7 @@ func newGateway(t testing.TB, engine string, opts ...gatewayOption) *testGateway
 	srv.Config.Handler = h
 	srv.Start()
 	t.Cleanup(srv.Close)
-	g.srv, g.svc, g.fhir = srv, svc, h
+	g.srv, g.svc, g.fhir, g.store = srv, svc, h, st
 	return g
 }
 
