@@ -55,9 +55,16 @@ type OutboxEvent struct {
 	DeliveredAt time.Time `json:"delivered_at,omitzero"`
 }
 
+// The kinds of destination: a destination is "{kind}:{code or id}", and the
+// Worker's Deliverers are keyed by kind.
+const (
+	DestinationProvider     = "provider"
+	DestinationSubscription = "subscription"
+)
+
 // ProviderDestination and SubscriptionDestination name destinations.
-func ProviderDestination(code string) string   { return "provider:" + code }
-func SubscriptionDestination(id string) string { return "subscription:" + id }
+func ProviderDestination(code string) string   { return DestinationProvider + ":" + code }
+func SubscriptionDestination(id string) string { return DestinationSubscription + ":" + id }
 
 // Outbox is the storage the Worker needs.
 type Outbox interface {
@@ -132,7 +139,7 @@ type OutboxMetrics struct {
 // WorkerConfig is what a Worker needs.
 type WorkerConfig struct {
 	Outbox Outbox
-	// Deliverers by destination kind ("provider", "subscription").
+	// Deliverers by destination kind (DestinationProvider, DestinationSubscription).
 	Deliverers map[string]Deliverer
 	Retry      RetryPolicy
 	// Batch is how many events one claim takes; Lease how long they are

@@ -174,7 +174,7 @@ func (s *Service) SubscriptionChannel(ctx context.Context, id string) (Subscript
 // delivery succeeds. It is the outbox worker's OnResult.
 func (s *Service) DeliveryResult(ctx context.Context, e OutboxEvent, failure error) {
 	kind, id, _ := strings.Cut(e.Destination, ":")
-	if kind != "subscription" {
+	if kind != DestinationSubscription {
 		return
 	}
 	_ = s.store.Update(ctx, func(tx Tx) error {

@@ -56,9 +56,10 @@ type Config struct {
 	Log         LogConfig       `yaml:"log" envPrefix:"LOG_"`
 	NHSNumber   NHSNumberConfig `yaml:"nhs_number" envPrefix:"NHS_NUMBER_"`
 	PROMs       PROMsConfig     `yaml:"proms" envPrefix:"PROMS_"`
+	Outbox      OutboxConfig    `yaml:"outbox" envPrefix:"OUTBOX_"`
 
 	Practices []OrganizationConfig `yaml:"practices" env:"-" validate:"dive"`
-	Providers []OrganizationConfig `yaml:"providers" env:"-" validate:"dive"`
+	Providers []ProviderConfig     `yaml:"providers" env:"-" validate:"dive"`
 	Routing   []RoutingRuleConfig  `yaml:"routing" env:"-" validate:"dive"`
 	Clients   []ClientConfig       `yaml:"clients" env:"-" validate:"dive"`
 }
@@ -197,6 +198,7 @@ func defaultConfig() *Config {
 		Database: DatabaseConfig{Driver: store.DriverSQLite, MaxReaders: 8},
 		Log:      LogConfig{Level: "info", Format: "json"},
 		PROMs:    PROMsConfig{SweepInterval: 5 * time.Minute},
+		Outbox:   defaultOutbox(),
 	}
 }
 
@@ -222,6 +224,7 @@ func loadConfig(path string, getenv func(string) string) (*Config, error) {
 	}
 	vars := envVars(reflect.TypeOf(*c), envPrefix, "")
 	fromEnv := applyEnv(c, vars, getenv, &ps)
+	c.resolveSecrets(getenv, &ps)
 	c.applyDerivedDefaults()
 	var checked problems
 	c.validate(&checked)
@@ -326,6 +329,8 @@ func (c *Config) gatewayConfig(st gateway.Store) gateway.Config {
 		RelaxNHSNumberCheck: c.NHSNumber.RelaxCheckDigit,
 		Instruments:         c.instruments(),
 		Programmes:          c.programmes(),
+		Cases:               c.caseRecords(),
+		PushProviders:       c.pushProviders(),
 	}
 }
 
@@ -515,7 +520,11 @@ func yamlFieldType(t reflect.Type, key string) reflect.Type {
 	}
 	for i := 0; i < t.NumField(); i++ {
 		if yamlName(t.Field(i)) == key {
-			return t.Field(i).Type
+			ft := t.Field(i).Type
+			if ft.Kind() == reflect.Pointer {
+				ft = ft.Elem() // an optional section
+			}
+			return ft
 		}
 	}
 	return nil
@@ -801,6 +810,7 @@ func (c *Config) validate(ps *problems) {
 	c.validateRouting(kinds, ps)
 	c.validateClients(kinds, ps)
 	c.validatePROMs(kinds, ps)
+	c.validateProviders(ps)
 }
 
 // validatePROMs checks each configured instrument as the gateway will use
@@ -947,22 +957,23 @@ func (c *Config) validateDatabase(ps *problems) {
 func (c *Config) validateOrganizations(ps *problems) map[string]gateway.OrgKind {
 	kinds := make(map[string]gateway.OrgKind)
 	first := make(map[string]string)
-	check := func(list string, orgs []OrganizationConfig, kind gateway.OrgKind) {
-		for i, o := range orgs {
-			path := fmt.Sprintf("%s[%d].code", list, i)
-			if o.Code == "" {
-				continue
-			}
-			if prev, ok := first[o.Code]; ok {
-				ps.add(path, "%q is already used by %s; codes must be unique across practices and providers", o.Code, prev)
-				continue
-			}
-			first[o.Code] = path
-			kinds[o.Code] = kind
+	check := func(path, code string, kind gateway.OrgKind) {
+		if code == "" {
+			return
 		}
+		if prev, ok := first[code]; ok {
+			ps.add(path, "%q is already used by %s; codes must be unique across practices and providers", code, prev)
+			return
+		}
+		first[code] = path
+		kinds[code] = kind
 	}
-	check("practices", c.Practices, gateway.OrgPractice)
-	check("providers", c.Providers, gateway.OrgProvider)
+	for i, o := range c.Practices {
+		check(fmt.Sprintf("practices[%d].code", i), o.Code, gateway.OrgPractice)
+	}
+	for i, o := range c.Providers {
+		check(fmt.Sprintf("providers[%d].code", i), o.Code, gateway.OrgProvider)
+	}
 	return kinds
 }
 

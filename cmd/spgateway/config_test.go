@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"maps"
 	"os"
 	"path/filepath"
 	"reflect"
@@ -109,9 +110,21 @@ func TestDevelopmentConfig(t *testing.T) {
 	}
 }
 
+// productionSecrets are the variables the production example needs.
+func productionSecrets(extra map[string]string) map[string]string {
+	m := map[string]string{
+		"SPGATEWAY_DATABASE_DSN":         "postgres://spgateway:s3cret-password@db.internal:5432/spgateway?sslmode=verify-full",
+		"SPGATEWAY_PRV01_WEBHOOK_SECRET": "0123456789abcdef0123456789abcdef-prv01",
+		"SPGATEWAY_PRV02_FHIR_TOKEN":     "prv02-token",
+	}
+	maps.Copy(m, extra)
+	return m
+}
+
 func TestProductionExample(t *testing.T) {
-	const dsn = "postgres://spgateway:s3cret-password@db.internal:5432/spgateway?sslmode=verify-full"
-	c, err := loadConfig(productionFile, envMap(map[string]string{"SPGATEWAY_DATABASE_DSN": dsn}))
+	env := productionSecrets(nil)
+	dsn := env["SPGATEWAY_DATABASE_DSN"]
+	c, err := loadConfig(productionFile, envMap(env))
 	if err != nil {
 		t.Fatalf("loadConfig: %v", err)
 	}
@@ -137,9 +150,28 @@ func TestProductionExample(t *testing.T) {
 
 	// Without the variable, the DSN is missing and the error says how to
 	// give it.
-	_, err = loadConfig(productionFile, envMap(nil))
+	delete(env, "SPGATEWAY_DATABASE_DSN")
+	_, err = loadConfig(productionFile, envMap(env))
 	if err == nil || !strings.Contains(err.Error(), "config: database.dsn: is required (in the file, or as SPGATEWAY_DATABASE_DSN)") {
 		t.Errorf("without SPGATEWAY_DATABASE_DSN: err = %v", err)
+	}
+
+	// Its providers: PRV01 by signed webhook, PRV02 by FHIR push, each
+	// secret from its variable.
+	if got := c.pushProviders(); !slices.Equal(got, []string{"PRV01", "PRV02"}) {
+		t.Errorf("pushProviders() = %v", got)
+	}
+	if d := c.Providers[0].Delivery; string(d.secret) != env["SPGATEWAY_PRV01_WEBHOOK_SECRET"] {
+		t.Errorf("PRV01's webhook secret was not read from its variable")
+	}
+	if d := c.Providers[1].Delivery; d.token != env["SPGATEWAY_PRV02_FHIR_TOKEN"] {
+		t.Errorf("PRV02's FHIR token was not read from its variable")
+	}
+	if m := c.caseRecords().Providers["PRV02"]; m.Format != "fhir" {
+		t.Errorf("PRV02 (fhirpush, no case_record) format = %q, want fhir", m.Format)
+	}
+	if _, err := c.deliverers(stubChannels{}); err != nil {
+		t.Errorf("deliverers: %v", err)
 	}
 }
 
@@ -166,6 +198,13 @@ func TestEnvOverrides(t *testing.T) {
 		"SPGATEWAY_NHS_NUMBER_RELAX_CHECK_DIGIT": "true",
 		"SPGATEWAY_ENVIRONMENT":                  "test",
 		"SPGATEWAY_PROMS_SWEEP_INTERVAL":         "90s",
+		"SPGATEWAY_OUTBOX_MAX_ATTEMPTS":          "5",
+		"SPGATEWAY_OUTBOX_BASE_DELAY":            "1s",
+		"SPGATEWAY_OUTBOX_MAX_DELAY":             "1m",
+		"SPGATEWAY_OUTBOX_BATCH":                 "8",
+		"SPGATEWAY_OUTBOX_LEASE":                 "30s",
+		"SPGATEWAY_OUTBOX_POLL":                  "250ms",
+		"SPGATEWAY_OUTBOX_TIMEOUT":               "5s",
 	}
 	c, err := loadConfig(developmentFile, envMap(env))
 	if err != nil {
@@ -183,6 +222,8 @@ func TestEnvOverrides(t *testing.T) {
 	want.Log = LogConfig{Level: "warn", Format: "text"} // format from the file, not the process
 	want.NHSNumber.RelaxCheckDigit = true
 	want.PROMs.SweepInterval = 90 * time.Second
+	want.Outbox = OutboxConfig{MaxAttempts: 5, BaseDelay: time.Second, MaxDelay: time.Minute, Batch: 8, Lease: 30 * time.Second,
+		Poll: 250 * time.Millisecond, Timeout: 5 * time.Second}
 	got := *c
 	got.Practices, got.Providers, got.Routing, got.Clients = nil, nil, nil, nil
 	got.PROMs.Programmes, got.PROMs.Instruments = nil, nil
@@ -371,7 +412,7 @@ func TestConfigErrors(t *testing.T) {
 	}{
 		// The file itself.
 		{name: "unknown key", edits: []string{"environment: test\n", "environment: test\nenviroment: test\n"},
-			want: []string{"config: line 2: enviroment: unknown key (valid keys here: environment, server, limits, database, log, nhs_number, proms, practices, providers, routing, clients)"}},
+			want: []string{"config: line 2: enviroment: unknown key (valid keys here: environment, server, limits, database, log, nhs_number, proms, outbox, practices, providers, routing, clients)"}},
 		{name: "unknown nested key", edits: []string{"  listen:", "  listn:"},
 			want: []string{"config: line 3: server.listn: unknown key (valid keys here: listen, base_url, read_header_timeout"}},
 		{name: "unknown key in a list item", edits: []string{"    role: admin", "    role: admin\n    organisation: A81001"},

@@ -113,7 +113,30 @@ func serve(ctx context.Context, cfg *Config, log *slog.Logger) error {
 		return err
 	}
 	defer st.Close()
-	svc, err := gateway.NewService(cfg.gatewayConfig(st))
+	// The service wakes the outbox worker after a write that enqueued
+	// events; the worker needs the service to find Subscriptions.
+	var worker *gateway.Worker
+	gcfg := cfg.gatewayConfig(st)
+	gcfg.Outbox = st
+	gcfg.Wake = func() { worker.Wake() }
+	svc, err := gateway.NewService(gcfg)
+	if err != nil {
+		return err
+	}
+	deliverers, err := cfg.deliverers(svc)
+	if err != nil {
+		return err
+	}
+	worker, err = gateway.NewWorker(gateway.WorkerConfig{
+		Outbox:     st,
+		Deliverers: deliverers,
+		Retry:      cfg.retryPolicy(),
+		Batch:      cfg.Outbox.Batch,
+		Lease:      cfg.Outbox.Lease,
+		Poll:       cfg.Outbox.Poll,
+		Log:        log,
+		OnResult:   svc.DeliveryResult,
+	})
 	if err != nil {
 		return err
 	}
@@ -152,6 +175,16 @@ func serve(ctx context.Context, cfg *Config, log *slog.Logger) error {
 		sweepPROMs(sweepCtx, svc, cfg.PROMs.SweepInterval, log)
 	}()
 	defer func() { stopSweep(); <-swept }() // before the store closes
+	// The worker stops after the HTTP server has drained (deferred calls
+	// run last first) and before the store closes; a delivery under way
+	// finishes, and one cut short is sent again after a restart.
+	workCtx, stopWork := context.WithCancel(context.WithoutCancel(ctx))
+	worked := make(chan struct{})
+	go func() {
+		defer close(worked)
+		worker.Run(workCtx)
+	}()
+	defer func() { stopWork(); <-worked }()
 	errc := make(chan error, 1)
 	go func() { errc <- srv.Serve(ln) }()
 	select {

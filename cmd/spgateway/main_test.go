@@ -101,19 +101,34 @@ func TestCommandErrors(t *testing.T) {
 	}
 }
 
-// TestServeAndShutdown starts the gateway as main does, sends it a referral,
-// and stops it: in-flight requests finish and run returns nil.
-func TestServeAndShutdown(t *testing.T) {
-	getenv := testEnv(t, nil)
+// startServe runs the gateway as main does, in the background, until the
+// returned stop is called; stop returns what run returned.
+func startServe(t *testing.T, getenv func(string) string) (base string, logs *syncBuffer, stop func() error) {
+	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
-	logs := &syncBuffer{}
+	logs = &syncBuffer{}
 	done := make(chan error, 1)
 	go func() { done <- run(ctx, []string{"serve"}, getenv, io.Discard, logs) }()
-	base := getenv("SPGATEWAY_SERVER_BASE_URL")
-	if err := waitReady(base+"/readyz", 10*time.Second); err != nil {
+	stop = func() error {
 		cancel()
+		select {
+		case err := <-done:
+			return err
+		case <-time.After(30 * time.Second):
+			return errors.New("no shutdown")
+		}
+	}
+	base = getenv("SPGATEWAY_SERVER_BASE_URL")
+	if err := waitReady(base+"/readyz", 10*time.Second); err != nil {
+		_ = stop()
 		t.Fatalf("%v\n%s", err, logs)
 	}
+	return base, logs, stop
+}
+
+// postReferral posts the referral Bundle fixture as practice A81001.
+func postReferral(t *testing.T, base string) {
+	t.Helper()
 	body, err := os.ReadFile(filepath.Join("..", "..", "testdata", "fixtures", "referral-bundle.json"))
 	if err != nil {
 		t.Fatal(err)
@@ -126,17 +141,18 @@ func TestServeAndShutdown(t *testing.T) {
 		t.Fatal(err)
 	}
 	res.Body.Close()
-	if res.StatusCode != 200 {
+	if res.StatusCode != http.StatusOK {
 		t.Errorf("referral: %d", res.StatusCode)
 	}
-	cancel()
-	select {
-	case err := <-done:
-		if err != nil {
-			t.Errorf("run: %v", err)
-		}
-	case <-time.After(30 * time.Second):
-		t.Fatal("no shutdown")
+}
+
+// TestServeAndShutdown starts the gateway as main does, sends it a referral,
+// and stops it: in-flight requests finish and run returns nil.
+func TestServeAndShutdown(t *testing.T) {
+	base, logs, stop := startServe(t, testEnv(t, nil))
+	postReferral(t, base)
+	if err := stop(); err != nil {
+		t.Errorf("run: %v", err)
 	}
 	l := logs.String()
 	for _, want := range []string{`"msg":"spgateway listening"`, `"route":"/fhir"`, `"client":"practice-a81001"`, `"msg":"stopped"`} {
