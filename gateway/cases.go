@@ -117,19 +117,43 @@ func (s *Service) notify(ctx context.Context, tx Tx, t Resource, writer string) 
 	if len(events) == 0 {
 		return nil
 	}
-	if err := tx.Enqueue(ctx, events...); err != nil {
-		return err
-	}
-	s.enqueued()
-	return nil
+	return tx.Enqueue(ctx, events...)
 }
 
-// enqueued tells the outbox worker there is work (after commit it finds it;
-// before, it finds nothing and looks again soon).
+// enqueued tells the outbox worker there is work.
 func (s *Service) enqueued() {
 	if s.wake != nil {
 		s.wake()
 	}
+}
+
+// wakingStore wakes the outbox worker after a transaction that enqueued
+// events has committed, when the worker can see them.
+type wakingStore struct {
+	Store
+	wake func()
+}
+
+type enqueueTx struct {
+	Tx
+	enqueued bool
+}
+
+func (t *enqueueTx) Enqueue(ctx context.Context, events ...OutboxEvent) error {
+	t.enqueued = t.enqueued || len(events) > 0
+	return t.Tx.Enqueue(ctx, events...)
+}
+
+func (w wakingStore) Update(ctx context.Context, fn func(Tx) error) error {
+	var tx *enqueueTx
+	err := w.Store.Update(ctx, func(t Tx) error {
+		tx = &enqueueTx{Tx: t} // afresh on each run: a store may retry fn
+		return fn(tx)
+	})
+	if err == nil && tx != nil && tx.enqueued {
+		w.wake()
+	}
+	return err
 }
 
 // Cases returns a page of the provider's case records: its Tasks with one

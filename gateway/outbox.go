@@ -215,8 +215,10 @@ func (w *Worker) Run(ctx context.Context) {
 		if ctx.Err() != nil {
 			return
 		}
-		if n == w.cfg.Batch {
-			continue // more may be waiting
+		if n > 0 {
+			// More may be waiting: the next event of each Task just
+			// delivered, or more than a batch.
+			continue
 		}
 		select {
 		case <-ctx.Done():
@@ -271,6 +273,8 @@ func (w *Worker) attempt(ctx context.Context, e OutboxEvent) {
 		w.cfg.Metrics.Failures.Add(1)
 		e.LastError = truncate(err.Error(), 500)
 		e.NextAttempt = now.Add(w.cfg.Retry.Delay(e.Attempts, rand.Float64))
+		w.cfg.Log.Warn("outbox: delivery failed", "event", e.ID, "destination", e.Destination, "attempts", e.Attempts,
+			"next_attempt", e.NextAttempt, "err", e.LastError)
 	}
 	if ferr := w.cfg.Outbox.FinishOutbox(ctx, w.owner, e); ferr != nil {
 		// The lease runs out and the event is tried again: at least once.

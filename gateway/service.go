@@ -107,6 +107,9 @@ func NewService(cfg Config) (*Service, error) {
 	}
 	s.programmes = cfg.Programmes
 	s.cases, s.wake, s.outbox, s.pushes = cfg.Cases, cfg.Wake, cfg.Outbox, map[string]bool{}
+	if cfg.Wake != nil {
+		s.store = wakingStore{Store: s.store, wake: cfg.Wake}
+	}
 	for _, code := range cfg.PushProviders {
 		if !s.dir.Is(code, OrgProvider) {
 			return nil, fmt.Errorf("gateway.NewService: %q pushes case records but is not a provider", code)

@@ -1,8 +1,8 @@
 // Package resthook delivers Task changes to practices' FHIR R4 Subscriptions
-// (channel rest-hook): each outbox event becomes a POST to the
-// Subscription's endpoint, with the Task or, when the practice asked for an
-// empty notification, nothing, so that a practice hears of a change without
-// polling. It is the "subscription" adapter of the outbox worker.
+// (channel rest-hook): each outbox event becomes a PUT of the Task to
+// [endpoint]/Task/{id} or, when the practice asked for an empty
+// notification, an empty POST to the endpoint, so that a practice hears of a
+// change without polling. It is the "subscription" adapter of the outbox worker.
 package resthook
 
 import (
@@ -80,10 +80,11 @@ func New(cfg Config) (*Adapter, error) {
 	return a, nil
 }
 
-// Deliver POSTs an event to its Subscription's endpoint ("subscription:{id}"
-// is the destination): the event's payload as FHIR JSON when it has one and
-// the Subscription still asks for one, else an empty body (R4's empty
-// notification); the Subscription's channel headers; and the delivery id.
+// Deliver sends an event to its Subscription's endpoint ("subscription:{id}"
+// is the destination): the event's payload as FHIR JSON, PUT to
+// [endpoint]/Task/{id}, when it has one and the Subscription still asks for
+// one, else an empty POST to the endpoint (R4's empty notification); with
+// the Subscription's channel headers and the delivery id.
 // A deleted or off Subscription gives gateway.ErrDiscard, as it is, for the
 // worker to drop the event. 2xx is delivered; 410 Gone is permanent; any
 // other answer, a network error or no answer within the timeout is retried.
@@ -91,7 +92,7 @@ func New(cfg Config) (*Adapter, error) {
 // Subscription shows its last error to the practice).
 func (a *Adapter) Deliver(ctx context.Context, e gateway.OutboxEvent) error {
 	kind, id, _ := strings.Cut(e.Destination, ":")
-	if kind != "subscription" || id == "" {
+	if kind != gateway.DestinationSubscription || id == "" {
 		return &gateway.PermanentError{Err: fmt.Errorf("resthook.Deliver: %q is not a Subscription destination", e.Destination)}
 	}
 	ch, err := a.channels.SubscriptionChannel(ctx, id)
