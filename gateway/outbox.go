@@ -102,7 +102,8 @@ func (e *PermanentError) Error() string { return e.Err.Error() }
 func (e *PermanentError) Unwrap() error { return e.Err }
 
 // ErrDiscard tells the Worker an event no longer needs delivering (its
-// Subscription was deleted): it is marked delivered without an attempt.
+// Subscription was deleted): it is marked delivered, counted as an attempt
+// but not as a delivery.
 var ErrDiscard = errors.New("the destination is gone: nothing to deliver")
 
 // RetryPolicy is how the Worker retries.
@@ -121,6 +122,10 @@ var DefaultRetryPolicy = RetryPolicy{MaxAttempts: 12, BaseDelay: 30 * time.Secon
 func (p RetryPolicy) Delay(n int, rnd func() float64) time.Duration {
 	d := p.BaseDelay
 	for i := 1; i < n && d < p.MaxDelay; i++ {
+		if d > p.MaxDelay/2 {
+			d = p.MaxDelay // and no overflow
+			break
+		}
 		d *= 2
 	}
 	d = min(d, p.MaxDelay)
@@ -171,6 +176,8 @@ func NewWorker(cfg WorkerConfig) (*Worker, error) {
 	if cfg.Retry.MaxAttempts <= 0 {
 		cfg.Retry = DefaultRetryPolicy
 	}
+	cfg.Retry.BaseDelay = max(cfg.Retry.BaseDelay, 0)
+	cfg.Retry.MaxDelay = max(cfg.Retry.MaxDelay, cfg.Retry.BaseDelay)
 	if cfg.Batch <= 0 {
 		cfg.Batch = 32
 	}
@@ -289,7 +296,7 @@ func truncate(s string, n int) string {
 	if len(s) <= n {
 		return s
 	}
-	return s[:n]
+	return strings.ToValidUTF8(s[:n], "") // not a rune cut in two: PostgreSQL refuses invalid UTF-8
 }
 
 // OutboxView is what an operator sees of the outbox.
@@ -298,7 +305,9 @@ type OutboxView struct {
 	Events []OutboxEvent  `json:"events"`
 }
 
-func (s *Service) operator(p Principal) error {
+// Operator returns CodeForbidden unless p may work the outbox (an admin),
+// and CodeNotFound when there is no outbox.
+func (s *Service) Operator(p Principal) error {
 	if p.Role != RoleAdmin {
 		return Errorf(CodeForbidden, "the outbox is for operators")
 	}
@@ -311,7 +320,7 @@ func (s *Service) operator(p Principal) error {
 // OutboxEvents lists deliveries of a status (dead letters, say), oldest
 // first, with the outbox's depth; payloads (patient data) are left out.
 func (s *Service) OutboxEvents(ctx context.Context, p Principal, status string, limit int) (OutboxView, error) {
-	if err := s.operator(p); err != nil {
+	if err := s.Operator(p); err != nil {
 		return OutboxView{}, err
 	}
 	switch status {
@@ -335,7 +344,7 @@ func (s *Service) OutboxEvents(ctx context.Context, p Principal, status string, 
 
 // Redrive makes a dead letter pending again, to be delivered now.
 func (s *Service) Redrive(ctx context.Context, p Principal, id string) error {
-	if err := s.operator(p); err != nil {
+	if err := s.Operator(p); err != nil {
 		return err
 	}
 	if err := s.outbox.RedriveOutbox(ctx, id, s.now()); err != nil {

@@ -23,6 +23,11 @@ type dialect struct {
 	// organisation bound to its ? may read. It must cost one probe of
 	// resource_access's key per row, whatever the planner's statistics say.
 	accessible string
+	// claimLock ends the outbox claim's choice of events: on PostgreSQL it
+	// locks them in seq order, skipping those another claim is taking, so
+	// concurrent claims (several replicas) neither wait on nor deadlock
+	// with each other. SQLite has one writer.
+	claimLock string
 }
 
 const accessibleSQL = `EXISTS (SELECT 1 FROM resource_access a WHERE a.org = ? AND a.type = v.type AND a.id = v.id`
@@ -48,6 +53,7 @@ var postgresDialect = dialect{
 	// rows for every candidate row. OFFSET 0 keeps the subquery a
 	// correlated probe of the primary key.
 	accessible: accessibleSQL + ` OFFSET 0)`,
+	claimLock:  ` FOR UPDATE OF o SKIP LOCKED`,
 }
 
 func (d dialect) rebind(q string) string { return sqlx.Rebind(d.bind, q) }

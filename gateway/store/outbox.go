@@ -1,8 +1,10 @@
 package store
 
 import (
+	"cmp"
 	"context"
 	"database/sql"
+	"slices"
 	"time"
 
 	"github.com/spgateway/spgateway/gateway"
@@ -74,12 +76,14 @@ func (s *Store) ClaimOutbox(ctx context.Context, owner string, now time.Time, le
 			WHERE o.status = 'pending' AND o.next_attempt <= ? AND (o.lease_until IS NULL OR o.lease_until < ?)
 			AND NOT EXISTS (SELECT 1 FROM outbox e WHERE e.destination = o.destination AND e.order_key = o.order_key
 				AND e.status = 'pending' AND e.seq < o.seq)
-			ORDER BY o.seq LIMIT ?)
+			ORDER BY o.seq LIMIT ?`+s.d.claimLock+`)
 		AND status = 'pending' AND (lease_until IS NULL OR lease_until < ?)
 		RETURNING `+outboxColumns), owner, now.Add(lease).UnixMicro(), n, n, limit, n)
 	if err != nil {
 		return nil, gateway.Internal("store.ClaimOutbox", err)
 	}
+	// RETURNING gives the rows in no particular order (PostgreSQL: storage order).
+	slices.SortFunc(rows, func(a, b outboxRow) int { return cmp.Compare(a.Seq, b.Seq) })
 	return toEvents(rows), nil
 }
 
