@@ -76,9 +76,15 @@ func CheckSubscription(r SubscriptionRequest, practice string) []Issue {
 	return issues
 }
 
+// MaxSubscriptions is how many live Subscriptions a practice may hold: one
+// per system that wants to hear of its Tasks, with room to spare. Each
+// change of a Task is one delivery per Subscription.
+const MaxSubscriptions = 10
+
 // CreateSubscription stores a practice's Subscription as active. It returns
 // CodeForbidden for a client that is not a practice and CodeUnprocessable
-// for criteria, channel or payload it does not support.
+// for criteria, channel or payload it does not support, or when the
+// practice already has MaxSubscriptions.
 func (s *Service) CreateSubscription(ctx context.Context, p Principal, body []byte) (Resource, error) {
 	if p.Role != RolePractice {
 		return Resource{}, Errorf(CodeForbidden, "Subscriptions are for practices, to hear of their Tasks")
@@ -92,6 +98,14 @@ func (s *Service) CreateSubscription(ctx context.Context, p Principal, body []by
 	}
 	var out Resource
 	err = s.store.Update(ctx, func(tx Tx) error {
+		live, err := s.subscriptionsOf(ctx, tx, p.Org)
+		if err != nil {
+			return err
+		}
+		if len(live) >= MaxSubscriptions {
+			return Problem(CodeUnprocessable, IssueBusinessRule, "Subscription",
+				"the practice already has %d Subscriptions, the most it may hold: delete one first", len(live))
+		}
 		id := s.newID()
 		nb, err := s.docs.WriteSubscription(body, id, 1, tx.Now(), SubscriptionActive, "")
 		if err != nil {
@@ -127,7 +141,7 @@ func (s *Service) DeleteSubscription(ctx context.Context, p Principal, id string
 
 // subscriptionsOf returns the channels of a practice's live Subscriptions.
 func (s *Service) subscriptionsOf(ctx context.Context, v View, practice string) ([]SubscriptionChannel, error) {
-	page, err := v.Search(ctx, SearchQuery{Type: TypeSubscription, Org: practice, Count: 100,
+	page, err := v.Search(ctx, SearchQuery{Type: TypeSubscription, Org: practice, Count: MaxSubscriptions,
 		Filters: []Filter{{Field: FieldPractice, Values: []string{practice}},
 			{Field: FieldStatus, Values: []string{SubscriptionRequested, SubscriptionActive, SubscriptionError}}}})
 	if err != nil {
