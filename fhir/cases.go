@@ -45,9 +45,10 @@ type casesJSON struct {
 	Next  string            `json:"next,omitempty"`
 }
 
-// listCases answers GET /api/v1/cases?status=…&count=…&cursor=…: the
-// provider's case records, oldest change first. next continues the list
-// as it was at the first page, like FHIR search paging.
+// listCases answers GET /api/v1/cases?status=…&since=…&count=…&cursor=…:
+// the provider's case records (changed at or after since, a FHIR dateTime),
+// oldest change first. next continues the list as it was at the first
+// page, like FHIR search paging.
 func (s *Server) listCases(c *gin.Context) error {
 	statuses, err := caseStatuses(c.Query("status"))
 	if err != nil {
@@ -61,16 +62,24 @@ func (s *Server) listCases(c *gin.Context) error {
 		}
 		count = min(n, s.cfg.MaxCount)
 	}
-	hash := queryHash("cases", strings.Join(statuses, ","))
-	var snapshot, after int64
+	cq := gateway.CaseQuery{Statuses: statuses, Count: count}
+	if v := c.Query("since"); v != "" {
+		// An unencoded "+" in a zone offset arrives as a space.
+		p, err := gateway.ParseDateTime(strings.ReplaceAll(v, " ", "+"))
+		if err != nil {
+			return badParam("since: %v", err)
+		}
+		cq.Since = &p
+	}
+	hash := queryHash("cases", strings.Join(statuses, ",")+"\x00"+c.Query("since"))
 	if v := c.Query("cursor"); v != "" {
 		cur, err := decodeCursor(v)
 		if err != nil || cur.query != hash {
 			return badParam("%s", errCursor.Error())
 		}
-		snapshot, after = cur.snapshot, cur.after
+		cq.Snapshot, cq.After = cur.snapshot, cur.after
 	}
-	records, snap, last, more, err := s.svc.Cases(c.Request.Context(), principal(c), statuses, snapshot, after, count)
+	records, snap, last, more, err := s.svc.Cases(c.Request.Context(), principal(c), cq)
 	if err != nil {
 		return err
 	}
@@ -116,6 +125,9 @@ func (s *Server) caseEvent(c *gin.Context) error {
 
 // listOutbox answers GET /api/v1/outbox?status=dead (operators).
 func (s *Server) listOutbox(c *gin.Context) error {
+	if err := s.svc.Operator(principal(c)); err != nil {
+		return err // before the parameters: who may ask comes first
+	}
 	status := c.DefaultQuery("status", gateway.OutboxDead)
 	limit := 100
 	if v := c.Query("limit"); v != "" {

@@ -156,18 +156,32 @@ func (w wakingStore) Update(ctx context.Context, fn func(Tx) error) error {
 	return err
 }
 
-// Cases returns a page of the provider's case records: its Tasks with one
-// of statuses (all when empty), oldest change first, continuing after the
-// Task change after (0: from the start). It returns the records, the
-// change to continue after, and whether more follow.
-func (s *Service) Cases(ctx context.Context, p Principal, statuses []string, snapshot, after int64, count int) ([][]byte, int64, int64, bool, error) {
+// CaseQuery is a page of a provider's case records.
+type CaseQuery struct {
+	// Statuses are the Task statuses wanted (all when empty).
+	Statuses []string
+	// Since, when set, keeps the cases changed at or after its start.
+	Since *Period
+	// Snapshot and After continue a listing (0, 0: from the start).
+	Snapshot, After int64
+	Count           int
+}
+
+// Cases returns a page of the provider's case records: its Tasks of the
+// query, oldest change first. It returns the records, the snapshot and
+// the change to continue after, and whether more follow.
+func (s *Service) Cases(ctx context.Context, p Principal, cq CaseQuery) ([][]byte, int64, int64, bool, error) {
 	if err := s.caseProvider(p); err != nil {
 		return nil, 0, 0, false, err
 	}
-	q := SearchQuery{Type: TypeTask, Org: p.Org, Count: count, Snapshot: snapshot, After: after,
+	after := cq.After
+	q := SearchQuery{Type: TypeTask, Org: p.Org, Count: cq.Count, Snapshot: cq.Snapshot, After: after,
 		Filters: []Filter{{Field: FieldProvider, Values: []string{p.Org}}}}
-	if len(statuses) > 0 {
-		q.Filters = append(q.Filters, Filter{Field: FieldStatus, Values: statuses})
+	if len(cq.Statuses) > 0 {
+		q.Filters = append(q.Filters, Filter{Field: FieldStatus, Values: cq.Statuses})
+	}
+	if cq.Since != nil {
+		q.Filters = append(q.Filters, Filter{Field: FieldLastUpdated, Dates: []DateBound{{Op: OpGe, Period: *cq.Since}}})
 	}
 	var (
 		out  [][]byte

@@ -1,6 +1,7 @@
 package gateway
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -377,8 +378,12 @@ func nthOfType(rs []Resource, typ string, n int) *Resource {
 	return nil
 }
 
-// renotifyPatient notifies again, as written by practice, the open Tasks of
-// a patient but one.
+// renotifyPatient sends again, as written by practice, the case records of
+// the open Tasks of a patient but one whose providers have them pushed,
+// when the patient's new details change what the provider's record holds.
+// A record the provider already has is not sent again under a new
+// delivery id. (The Tasks themselves did not change: practices' own
+// Subscriptions hear nothing.)
 func (s *Service) renotifyPatient(ctx context.Context, tx Tx, practice, patientID, except string) error {
 	page, err := tx.Search(ctx, SearchQuery{Type: TypeTask, Org: practice, Count: MaxReassign, Filters: []Filter{
 		{Field: FieldPatient, Values: []string{patientID}}, {Field: FieldStatus, Values: openStatuses}}})
@@ -386,7 +391,14 @@ func (s *Service) renotifyPatient(ctx context.Context, tx Tx, practice, patientI
 		return err
 	}
 	for _, t := range page.Matches {
-		if t.ID == except {
+		if t.ID == except || !s.pushes[t.Index.Provider] {
+			continue
+		}
+		changed, err := s.recordChanged(ctx, tx, t)
+		if err != nil {
+			return err
+		}
+		if !changed {
 			continue
 		}
 		if err := s.notify(ctx, tx, t, practice); err != nil {
@@ -394,6 +406,30 @@ func (s *Service) renotifyPatient(ctx context.Context, tx Tx, practice, patientI
 		}
 	}
 	return nil
+}
+
+// recordChanged reports whether the provider's case record of Task t
+// differs between the patient's current version and the one before it.
+func (s *Service) recordChanged(ctx context.Context, tx Tx, t Resource) (bool, error) {
+	docs, err := referralDocuments(ctx, tx, t)
+	if err != nil {
+		return false, err
+	}
+	if docs.Patient.Version <= 1 {
+		return true, nil
+	}
+	now, err := s.cases.Render(t.Index.Provider, docs)
+	if err != nil {
+		return false, Internal("render case record", err)
+	}
+	if docs.Patient, err = tx.Get(ctx, TypePatient, docs.Patient.ID, docs.Patient.Version-1); err != nil {
+		return false, err
+	}
+	before, err := s.cases.Render(t.Index.Provider, docs)
+	if err != nil {
+		return false, Internal("render case record", err)
+	}
+	return !bytes.Equal(now, before), nil
 }
 
 // patientEntry returns the index of the referral's Patient entry, or -1.
