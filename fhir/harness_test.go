@@ -53,11 +53,10 @@ func withLimits(maxBody int64, maxDepth, defaultCount, maxCount int) gatewayOpti
 	}
 }
 
-// newGateway starts the gateway with the development organisations, routing
-// and keys on a fresh store of engine.
-func newGateway(t testing.TB, engine string, opts ...gatewayOption) *testGateway {
-	t.Helper()
-	gcfg := gateway.Config{
+// devConfig is the gateway.Config of the development organisations and
+// routing (SPEC 4.1), without a store.
+func devConfig() gateway.Config {
+	return gateway.Config{
 		Documents: mapping.Documents{},
 		Organizations: []gateway.Organization{
 			{Code: "A81001", Name: "Example Road Surgery", Kind: gateway.OrgPractice},
@@ -70,6 +69,24 @@ func newGateway(t testing.TB, engine string, opts ...gatewayOption) *testGateway
 			{Practice: "A81002", Provider: "PRV02"},
 		},
 	}
+}
+
+// devKeys are the development keys of SPEC 4.1.
+func devKeys() gateway.Authenticator {
+	return gateway.NewStaticKeys([]gateway.StaticKey{
+		{Key: keyA81001, Principal: gateway.Principal{ClientID: "practice-a81001", Role: gateway.RolePractice, Org: "A81001"}},
+		{Key: keyA81002, Principal: gateway.Principal{ClientID: "practice-a81002", Role: gateway.RolePractice, Org: "A81002"}},
+		{Key: keyPRV01, Principal: gateway.Principal{ClientID: "provider-prv01", Role: gateway.RoleProvider, Org: "PRV01"}},
+		{Key: keyPRV02, Principal: gateway.Principal{ClientID: "provider-prv02", Role: gateway.RoleProvider, Org: "PRV02"}},
+		{Key: keyAdmin, Principal: gateway.Principal{ClientID: "admin", Role: gateway.RoleAdmin}},
+	})
+}
+
+// newGateway starts the gateway with the development organisations, routing
+// and keys on a fresh store of engine.
+func newGateway(t testing.TB, engine string, opts ...gatewayOption) *testGateway {
+	t.Helper()
+	gcfg := devConfig()
 	g := &testGateway{t: t}
 	srv := httptest.NewUnstartedServer(nil)
 	g.base = "http://" + srv.Listener.Addr().String()
@@ -86,14 +103,7 @@ func newGateway(t testing.TB, engine string, opts ...gatewayOption) *testGateway
 	if err != nil {
 		t.Fatal(err)
 	}
-	keys := gateway.NewStaticKeys([]gateway.StaticKey{
-		{Key: keyA81001, Principal: gateway.Principal{ClientID: "practice-a81001", Role: gateway.RolePractice, Org: "A81001"}},
-		{Key: keyA81002, Principal: gateway.Principal{ClientID: "practice-a81002", Role: gateway.RolePractice, Org: "A81002"}},
-		{Key: keyPRV01, Principal: gateway.Principal{ClientID: "provider-prv01", Role: gateway.RoleProvider, Org: "PRV01"}},
-		{Key: keyPRV02, Principal: gateway.Principal{ClientID: "provider-prv02", Role: gateway.RoleProvider, Org: "PRV02"}},
-		{Key: keyAdmin, Principal: gateway.Principal{ClientID: "admin", Role: gateway.RoleAdmin}},
-	})
-	h, err := fhir.NewServer(fcfg, svc, keys)
+	h, err := fhir.NewServer(fcfg, svc, devKeys())
 	if err != nil {
 		t.Fatal(err)
 	}
