@@ -64,21 +64,24 @@ func (t *writeTx) Enqueue(ctx context.Context, events ...gateway.OutboxEvent) er
 	return nil
 }
 
-// ClaimOutbox leases the heads of the pending queues. The lease is checked
-// again in the UPDATE's own WHERE, which PostgreSQL re-evaluates on a row
-// another worker has just claimed: two workers never hold one event.
+// ClaimOutbox leases the heads of the pending queues. The candidates are
+// chosen once, in a CTE (PostgreSQL may run a subquery of the UPDATE's
+// WHERE more than once, and a locking one then returns more rows than its
+// LIMIT), locked on PostgreSQL in seq order skipping those another claim
+// holds; the lease is checked again in the UPDATE's own WHERE. Two
+// workers never hold one event.
 func (s *Store) ClaimOutbox(ctx context.Context, owner string, now time.Time, lease time.Duration, limit int) ([]gateway.OutboxEvent, error) {
 	n := now.UnixMicro()
 	var rows []outboxRow
-	err := s.writer.SelectContext(ctx, &rows, s.d.rebind(`UPDATE outbox SET lease_owner = ?, lease_until = ?
-		WHERE seq IN (
+	err := s.writer.SelectContext(ctx, &rows, s.d.rebind(`WITH picked AS (
 			SELECT o.seq FROM outbox o
 			WHERE o.status = 'pending' AND o.next_attempt <= ? AND (o.lease_until IS NULL OR o.lease_until < ?)
 			AND NOT EXISTS (SELECT 1 FROM outbox e WHERE e.destination = o.destination AND e.order_key = o.order_key
 				AND e.status = 'pending' AND e.seq < o.seq)
 			ORDER BY o.seq LIMIT ?`+s.d.claimLock+`)
-		AND status = 'pending' AND (lease_until IS NULL OR lease_until < ?)
-		RETURNING `+outboxColumns), owner, now.Add(lease).UnixMicro(), n, n, limit, n)
+		UPDATE outbox SET lease_owner = ?, lease_until = ?
+		WHERE seq IN (SELECT seq FROM picked) AND status = 'pending' AND (lease_until IS NULL OR lease_until < ?)
+		RETURNING `+outboxColumns), n, n, limit, owner, now.Add(lease).UnixMicro(), n)
 	if err != nil {
 		return nil, gateway.Internal("store.ClaimOutbox", err)
 	}
