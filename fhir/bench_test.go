@@ -2,11 +2,13 @@ package fhir_test
 
 import (
 	"bytes"
+	"context"
 	"net/http"
 	"net/http/httptest"
 	"strconv"
 	"testing"
 
+	"github.com/spgateway/spgateway/gateway"
 	"github.com/spgateway/spgateway/gateway/store/storetest"
 )
 
@@ -27,21 +29,65 @@ func serve(b *testing.B, g *testGateway, method, path, key string, body []byte) 
 }
 
 // BenchmarkIntakeBundle posts the fixture referral Bundle, each time with a
-// new referral identifier (and so a new referral for the same patient).
+// new referral identifier (and so a new referral for the same patient);
+// "pushed" with PRV01's case records pushed, so that each intake also
+// renders a case record into the outbox.
 func BenchmarkIntakeBundle(b *testing.B) {
 	for _, engine := range storetest.Engines() {
+		for _, pushed := range []bool{false, true} {
+			name := engine
+			var opts []gatewayOption
+			if pushed {
+				name += "/pushed"
+				opts = append(opts, scWithCases(nil, "PRV01"))
+			}
+			b.Run(name, func(b *testing.B) { benchIntake(b, newGateway(b, engine, opts...)) })
+		}
+	}
+}
+
+// BenchmarkOutboxDelivery is the worker's own cost per event: claiming a
+// batch and recording each delivery (to a receiver that takes it at once).
+func BenchmarkOutboxDelivery(b *testing.B) {
+	for _, engine := range storetest.Engines() {
 		b.Run(engine, func(b *testing.B) {
-			g := newGateway(b, engine)
+			g := newGateway(b, engine, scWithCases(nil, "PRV01"))
 			body := fixture(b, "referral-bundle.json")
+			w, err := gateway.NewWorker(gateway.WorkerConfig{Outbox: g.store,
+				Deliverers: map[string]gateway.Deliverer{gateway.DestinationProvider: benchReceiver{}}})
+			if err != nil {
+				b.Fatal(err)
+			}
+			ctx := context.Background()
 			b.ReportAllocs()
-			b.ResetTimer()
 			for i := 0; b.Loop(); i++ {
-				req := bytes.Replace(body, []byte("SP-2026-000123"), []byte("B-"+strconv.Itoa(i)), 2)
-				if w := serve(b, g, http.MethodPost, "/fhir", keyA81001, req); w.Code != http.StatusOK {
-					b.Fatalf("%d %s", w.Code, w.Body)
+				b.StopTimer()
+				req := bytes.Replace(body, []byte("SP-2026-000123"), []byte("D-"+strconv.Itoa(i)), 2)
+				if r := serve(b, g, http.MethodPost, "/fhir", keyA81001, req); r.Code != http.StatusOK {
+					b.Fatalf("%d %s", r.Code, r.Body)
+				}
+				b.StartTimer()
+				if n, err := w.RunOnce(ctx); n != 1 || err != nil {
+					b.Fatalf("claimed %d: %v", n, err)
 				}
 			}
 		})
+	}
+}
+
+type benchReceiver struct{}
+
+func (benchReceiver) Deliver(context.Context, gateway.OutboxEvent) error { return nil }
+
+func benchIntake(b *testing.B, g *testGateway) {
+	body := fixture(b, "referral-bundle.json")
+	b.ReportAllocs()
+	b.ResetTimer()
+	for i := 0; b.Loop(); i++ {
+		req := bytes.Replace(body, []byte("SP-2026-000123"), []byte("B-"+strconv.Itoa(i)), 2)
+		if w := serve(b, g, http.MethodPost, "/fhir", keyA81001, req); w.Code != http.StatusOK {
+			b.Fatalf("%d %s", w.Code, w.Body)
+		}
 	}
 }
 
