@@ -4,6 +4,8 @@ import (
 	"bytes"
 	"encoding/json"
 	"errors"
+	"fmt"
+	"maps"
 	"os"
 	"path/filepath"
 	"reflect"
@@ -530,6 +532,45 @@ func TestCaseEvents(t *testing.T) {
 			if !reflect.DeepEqual(got, tc.want) {
 				t.Errorf("got  %+v (reason %+v)\nwant %+v (reason %+v)", got, got.Reason, tc.want, tc.want.Reason)
 			}
+		})
+	}
+}
+
+// TestCaseEventsGolden: every event of both providers, in their own
+// vocabularies, read as the Task change it makes (the reverse mapping), as
+// a golden file per provider.
+func TestCaseEventsGolden(t *testing.T) {
+	records := caseRecords()
+	for _, c := range []struct{ provider, golden string }{
+		{providerA, "events-provider-a.golden.json"},
+		{providerB, "events-provider-b.golden.json"},
+	} {
+		t.Run(c.provider, func(t *testing.T) {
+			m := records.Providers[c.provider]
+			type row struct {
+				Event  json.RawMessage    `json:"event"`
+				Change *gateway.CaseEvent `json:"change"`
+			}
+			var rows []row
+			for _, name := range slices.Sorted(maps.Keys(m.Events)) {
+				if m.Events[name].PROM {
+					continue // TestCaseEventPROM and prom-event.golden.json
+				}
+				body := fmt.Sprintf(`{"event":%q,"note":"Spoke on the phone"}`, name)
+				if m.Events[name].Reason != "" {
+					body = fmt.Sprintf(`{"event":%q,"note":"Spoke on the phone","reason_text":"As the patient said"}`, name)
+				}
+				got, err := records.Event(c.provider, []byte(body))
+				if err != nil {
+					t.Fatalf("%s: %v", body, err)
+				}
+				rows = append(rows, row{Event: json.RawMessage(body), Change: &got})
+			}
+			out, err := json.Marshal(rows)
+			if err != nil {
+				t.Fatal(err)
+			}
+			checkGolden(t, c.golden, indented(t, out))
 		})
 	}
 }
