@@ -75,9 +75,9 @@ type Outbox interface {
 	ClaimOutbox(ctx context.Context, owner string, now time.Time, lease time.Duration, limit int) ([]OutboxEvent, error)
 	// FinishOutbox records the outcome of owner's attempt at a leased
 	// event: delivered, pending again from NextAttempt, or dead. It changes
-	// nothing when owner no longer holds the lease (another worker took the
-	// event over): that worker's outcome counts.
-	FinishOutbox(ctx context.Context, owner string, e OutboxEvent) error
+	// nothing, and reports false, when owner no longer holds the lease
+	// (another worker took the event over): that worker's outcome counts.
+	FinishOutbox(ctx context.Context, owner string, e OutboxEvent) (bool, error)
 	// OutboxDepth counts events by status.
 	OutboxDepth(ctx context.Context) (map[string]int, error)
 	// ListOutbox returns events of a status, oldest first.
@@ -283,9 +283,15 @@ func (w *Worker) attempt(ctx context.Context, e OutboxEvent) {
 		w.cfg.Log.Warn("outbox: delivery failed", "event", e.ID, "destination", e.Destination, "attempts", e.Attempts,
 			"next_attempt", e.NextAttempt, "err", e.LastError)
 	}
-	if ferr := w.cfg.Outbox.FinishOutbox(ctx, w.owner, e); ferr != nil {
+	counted, ferr := w.cfg.Outbox.FinishOutbox(ctx, w.owner, e)
+	if ferr != nil {
 		// The lease runs out and the event is tried again: at least once.
 		w.cfg.Log.Error("outbox: recording an attempt failed", "event", e.ID, "err", ferr)
+	}
+	if !counted {
+		// Another worker took the event over (or the outcome was not
+		// recorded): its outcome, not this one, is what OnResult hears.
+		return
 	}
 	if w.cfg.OnResult != nil && !errors.Is(err, ErrDiscard) {
 		w.cfg.OnResult(ctx, e, err)

@@ -623,7 +623,7 @@ type flakyFinish struct {
 	dropped int
 }
 
-func (f *flakyFinish) FinishOutbox(ctx context.Context, owner string, e gateway.OutboxEvent) error {
+func (f *flakyFinish) FinishOutbox(ctx context.Context, owner string, e gateway.OutboxEvent) (bool, error) {
 	f.mu.Lock()
 	drop := f.rnd.IntN(5) == 0
 	if drop {
@@ -631,7 +631,7 @@ func (f *flakyFinish) FinishOutbox(ctx context.Context, owner string, e gateway.
 	}
 	f.mu.Unlock()
 	if drop {
-		return errors.New("connection reset")
+		return false, errors.New("connection reset")
 	}
 	return f.Outbox.FinishOutbox(ctx, owner, e)
 }
@@ -995,8 +995,16 @@ func TestWorkerLateOutcomeAfterTakeover(t *testing.T) {
 		enqueueEvents(t, st, outboxEvent("e1", subS, "task-1"))
 		const lease = time.Minute
 		b := newBlocker(errors.New("timeout"))
+		var (
+			heardMu sync.Mutex
+			heard   []error
+		)
 		w1 := newWorker(t, gateway.WorkerConfig{Outbox: st, Deliverers: map[string]gateway.Deliverer{"subscription": b},
-			Lease: lease, Now: c1.Now})
+			Lease: lease, Now: c1.Now, OnResult: func(_ context.Context, _ gateway.OutboxEvent, err error) {
+				heardMu.Lock()
+				defer heardMu.Unlock()
+				heard = append(heard, err)
+			}})
 		w1done := make(chan struct{})
 		go func() {
 			defer close(w1done)
@@ -1021,6 +1029,13 @@ func TestWorkerLateOutcomeAfterTakeover(t *testing.T) {
 		if e.Status != gateway.OutboxDelivered || e.Attempts != 1 || e.LastError != "" {
 			t.Errorf("e1: status %q, attempts %d, last error %q; want delivered, 1, none (worker 2's outcome)", e.Status, e.Attempts, e.LastError)
 		}
+		// Nor does anyone hear worker 1's late failure (it would put a
+		// Subscription that was just delivered to into error).
+		heardMu.Lock()
+		if len(heard) != 0 {
+			t.Errorf("worker 1's OnResult heard %v after the event was taken over", heard)
+		}
+		heardMu.Unlock()
 		c2.Advance(time.Hour)
 		if n := runOnce(t, w2); n != 0 {
 			t.Errorf("claimed %d after delivery, want 0", n)

@@ -90,15 +90,20 @@ func (s *Store) ClaimOutbox(ctx context.Context, owner string, now time.Time, le
 	return toEvents(rows), nil
 }
 
-// FinishOutbox records an attempt's outcome and ends the lease.
-func (s *Store) FinishOutbox(ctx context.Context, owner string, e gateway.OutboxEvent) error {
-	_, err := s.writer.ExecContext(ctx, s.d.rebind(`UPDATE outbox SET status = ?, attempts = ?, last_error = ?, next_attempt = ?,
+// FinishOutbox records an attempt's outcome and ends the lease, if owner
+// still holds it.
+func (s *Store) FinishOutbox(ctx context.Context, owner string, e gateway.OutboxEvent) (bool, error) {
+	res, err := s.writer.ExecContext(ctx, s.d.rebind(`UPDATE outbox SET status = ?, attempts = ?, last_error = ?, next_attempt = ?,
 		delivered_at = ?, lease_owner = NULL, lease_until = NULL WHERE id = ? AND lease_owner = ?`),
 		e.Status, e.Attempts, nullString(e.LastError), e.NextAttempt.UnixMicro(), nullMicros(e.DeliveredAt), e.ID, owner)
 	if err != nil {
-		return gateway.Internal("store.FinishOutbox", err)
+		return false, gateway.Internal("store.FinishOutbox", err)
 	}
-	return nil
+	n, err := res.RowsAffected()
+	if err != nil {
+		return false, gateway.Internal("store.FinishOutbox", err)
+	}
+	return n == 1, nil
 }
 
 // OutboxDepth counts events by status.

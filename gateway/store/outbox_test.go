@@ -57,10 +57,17 @@ func claim(t *testing.T, s gateway.Outbox, owner string, now time.Time, lease ti
 	return events
 }
 
-func finish(t *testing.T, s gateway.Outbox, owner string, e gateway.OutboxEvent) {
+// finish records owner's outcome for e, which must count (owner holds the
+// lease) when counts says so, and must not otherwise.
+func finish(t *testing.T, s gateway.Outbox, owner string, e gateway.OutboxEvent, counts ...bool) {
 	t.Helper()
-	if err := s.FinishOutbox(t.Context(), owner, e); err != nil {
+	want := len(counts) == 0 || counts[0]
+	got, err := s.FinishOutbox(t.Context(), owner, e)
+	if err != nil {
 		t.Fatalf("FinishOutbox(%s, %s): %v", owner, e.ID, err)
+	}
+	if got != want {
+		t.Errorf("FinishOutbox(%s, %s) counted %v, want %v", owner, e.ID, got, want)
 	}
 }
 
@@ -440,7 +447,7 @@ func TestClaimOutboxLeaseTakeover(t *testing.T) {
 		}
 
 		// o1's late outcome changes nothing: o2 holds the event.
-		finish(t, s, "o1", delivered(mine[0], takeover))
+		finish(t, s, "o1", delivered(mine[0], takeover), false)
 		if e := event(t, s, "e1"); e.Status != gateway.OutboxPending || e.Attempts != 0 {
 			t.Errorf("after o1's late finish: status %q, attempts %d; want pending, 0", e.Status, e.Attempts)
 		}
@@ -452,7 +459,7 @@ func TestClaimOutboxLeaseTakeover(t *testing.T) {
 			t.Errorf("after o2's finish: status %q, attempts %d; want delivered, 1", e.Status, e.Attempts)
 		}
 		// o1 again, now that nobody holds the event: still nothing.
-		finish(t, s, "o1", dead(mine[0], "late"))
+		finish(t, s, "o1", dead(mine[0], "late"), false)
 		if e := event(t, s, "e1"); e.Status != gateway.OutboxDelivered {
 			t.Errorf("after o1's second late finish: status %q, want delivered", e.Status)
 		}
@@ -500,17 +507,17 @@ func TestFinishOutbox(t *testing.T) {
 		}
 
 		// o1 no longer holds "later" (o2 does): its outcome changes nothing.
-		finish(t, s, "o1", delivered(got[1], next))
+		finish(t, s, "o1", delivered(got[1], next), false)
 		if e := event(t, s, "later"); e.Status != gateway.OutboxPending || e.Attempts != 1 {
 			t.Errorf("after a finish by a former owner: status %q, attempts %d; want pending, 1", e.Status, e.Attempts)
 		}
 		// Nor does a finish of an event nobody claimed.
-		finish(t, s, "o1", delivered(obEvent("unclaimed", destQ, "C"), next))
+		finish(t, s, "o1", delivered(obEvent("unclaimed", destQ, "C"), next), false)
 		if e := event(t, s, "unclaimed"); e.Status != gateway.OutboxPending {
 			t.Errorf("after a finish of an unclaimed event: status %q, want pending", e.Status)
 		}
 		// Nor one of an unknown event.
-		finish(t, s, "o1", delivered(obEvent("nonesuch", destQ, "C"), next))
+		finish(t, s, "o1", delivered(obEvent("nonesuch", destQ, "C"), next), false)
 		wantDepth(t, s, 2, 1, 1)
 	})
 }
@@ -716,7 +723,7 @@ func TestClaimOutboxConcurrent(t *testing.T) {
 						if ok {
 							f = delivered(e, t0)
 						}
-						if err := s.FinishOutbox(ctx, owner, f); err != nil {
+						if _, err := s.FinishOutbox(ctx, owner, f); err != nil {
 							fail("%s: FinishOutbox(%s): %v", owner, e.ID, err)
 							return
 						}
@@ -791,7 +798,7 @@ func TestOutboxRestart(t *testing.T) {
 			t.Errorf("taken over: attempts %d, payload %s; want 0, %s", got[0].Attempts, got[0].Payload, mine[0].Payload)
 		}
 		// The owner from before the restart is not heard any more.
-		finish(t, s2, "before-restart", dead(mine[0], "late"))
+		finish(t, s2, "before-restart", dead(mine[0], "late"), false)
 		finish(t, s2, "after-restart", delivered(got[0], t0.Add(lease+2*time.Second)))
 		if e := event(t, s2, "e1"); e.Status != gateway.OutboxDelivered {
 			t.Errorf("e1: status %q, want delivered", e.Status)
