@@ -25,7 +25,7 @@ func caseStatuses(v string) ([]string, error) {
 		case "new":
 			out = append(out, gateway.TaskRequested)
 		case "open":
-			out = append(out, gateway.TaskRequested, gateway.TaskReceived, gateway.TaskAccepted, gateway.TaskInProgress, gateway.TaskOnHold)
+			out = append(out, gateway.OpenStatuses...)
 		default:
 			found := false
 			for _, st := range gateway.TaskStatuses {

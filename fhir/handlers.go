@@ -248,7 +248,7 @@ func (s *Server) searchInstruments(c *gin.Context, ps *parsedSearch, self string
 }
 
 // create answers POST /fhir/{type}: a referral as a single ServiceRequest,
-// or a PROM as a QuestionnaireResponse.
+// a PROM as a QuestionnaireResponse, or a practice's Subscription.
 func (s *Server) create(c *gin.Context) error {
 	typ := c.Param("type")
 	if _, err := resourceFor(typ, interactionCreate); err != nil {

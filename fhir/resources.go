@@ -186,7 +186,7 @@ var resourceDefs = []resourceDef{
 		typ:          gateway.TypeSubscription,
 		interactions: []interaction{interactionCreate, interactionRead, interactionVread, interactionHistory, interactionDelete},
 		doc: "A practice's R4 rest-hook Subscription to changes of its Tasks: criteria Task?requester=Organization/{its ODS code}; " +
-			"channel.payload empty (a notification without content) or application/fhir+json (the Task, as the practice may see it). " +
+			"channel.payload empty (a notification without content) or application/fhir+json or application/json (the Task, as the practice may see it). " +
 			"Delivered at least once, in order per Task, with the header X-Spgateway-Delivery to de-duplicate on; status error, with " +
 			"error, while the endpoint fails, active again when it recovers.",
 	},

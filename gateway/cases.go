@@ -87,9 +87,9 @@ func (s *Service) notify(ctx context.Context, tx Tx, t Resource, writer string) 
 		if err != nil {
 			return err
 		}
-		payload, err := s.cases.Render(provider, docs)
+		payload, err := s.renderCase(provider, docs)
 		if err != nil {
-			return Internal("render case record", err)
+			return err
 		}
 		events = append(events, OutboxEvent{ID: s.newID(), Destination: ProviderDestination(provider), Kind: EventCaseRecord,
 			OrderKey: t.ID, TaskVersion: t.Version, Payload: payload})
@@ -118,6 +118,16 @@ func (s *Service) notify(ctx context.Context, tx Tx, t Resource, writer string) 
 		return nil
 	}
 	return tx.Enqueue(ctx, events...)
+}
+
+// renderCase renders provider's document of a referral; a failure is the
+// gateway's own.
+func (s *Service) renderCase(provider string, docs ReferralDocuments) ([]byte, error) {
+	rec, err := s.cases.Render(provider, docs)
+	if err != nil {
+		return nil, Internal("render case record", err)
+	}
+	return rec, nil
 }
 
 // enqueued tells the outbox worker there is work.
@@ -197,9 +207,9 @@ func (s *Service) Cases(ctx context.Context, p Principal, cq CaseQuery) ([][]byt
 			if err != nil {
 				return err
 			}
-			rec, err := s.cases.Render(p.Org, docs)
+			rec, err := s.renderCase(p.Org, docs)
 			if err != nil {
-				return Internal("render case record", err)
+				return err
 			}
 			out = append(out, rec)
 		}
@@ -233,10 +243,8 @@ func (s *Service) Case(ctx context.Context, p Principal, id string) ([]byte, err
 		if err != nil {
 			return err
 		}
-		if rec, err = s.cases.Render(p.Org, docs); err != nil {
-			return Internal("render case record", err)
-		}
-		return nil
+		rec, err = s.renderCase(p.Org, docs)
+		return err
 	})
 	return rec, err
 }

@@ -66,6 +66,13 @@ const (
 func ProviderDestination(code string) string   { return DestinationProvider + ":" + code }
 func SubscriptionDestination(id string) string { return DestinationSubscription + ":" + id }
 
+// SplitDestination returns a destination's kind and its provider code or
+// Subscription id.
+func SplitDestination(destination string) (kind, id string) {
+	kind, id, _ = strings.Cut(destination, ":")
+	return kind, id
+}
+
 // Outbox is the storage the Worker needs.
 type Outbox interface {
 	// ClaimOutbox leases up to limit pending events due by now to owner
@@ -113,7 +120,8 @@ type RetryPolicy struct {
 	MaxDelay    time.Duration
 }
 
-// DefaultRetryPolicy retries for about a day.
+// DefaultRetryPolicy retries for 7 to 15 hours (12 attempts, the waits
+// doubling from 30s to at most 6h, each between half and all of that).
 var DefaultRetryPolicy = RetryPolicy{MaxAttempts: 12, BaseDelay: 30 * time.Second, MaxDelay: 6 * time.Hour}
 
 // Delay is how long to wait after attempt n (1 for the first) failed: the
@@ -132,8 +140,9 @@ func (p RetryPolicy) Delay(n int, rnd func() float64) time.Duration {
 	return d/2 + time.Duration(rnd()*float64(d/2))
 }
 
-// OutboxMetrics counts what the Worker does. The same counters serve logs,
-// the operator's API and (later) the metrics endpoint.
+// OutboxMetrics counts what the Worker does, in one place, for the metrics
+// endpoint to expose (with the depth, from Outbox.OutboxDepth) once the
+// gateway has one.
 type OutboxMetrics struct {
 	Attempts    atomic.Int64
 	Delivered   atomic.Int64
@@ -254,7 +263,7 @@ func (w *Worker) RunOnce(ctx context.Context) (int, error) {
 }
 
 func (w *Worker) attempt(ctx context.Context, e OutboxEvent) {
-	kind, _, _ := strings.Cut(e.Destination, ":")
+	kind, _ := SplitDestination(e.Destination)
 	var err error
 	if d, ok := w.cfg.Deliverers[kind]; ok {
 		w.cfg.Metrics.Attempts.Add(1)
@@ -366,7 +375,7 @@ type ProviderRoutes map[string]Deliverer
 // Deliver hands e to the adapter of its provider; a provider without one
 // is a permanent failure (its configuration changed).
 func (r ProviderRoutes) Deliver(ctx context.Context, e OutboxEvent) error {
-	_, code, _ := strings.Cut(e.Destination, ":")
+	_, code := SplitDestination(e.Destination)
 	d, ok := r[code]
 	if !ok {
 		return &PermanentError{Err: errors.New("no adapter is configured for provider " + code)}

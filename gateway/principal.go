@@ -87,9 +87,9 @@ const (
 	ActionDelete Action = "delete"
 )
 
-// patientData are the resource types that hold patient data. Who may see which
-// instance is decided by tenancy in the store; this table only says which roles
-// may ask at all.
+// permissions say, per role, what it may do with each resource type that
+// holds patient data. Who may see which instance is decided by tenancy in
+// the store; this table only says which roles may ask at all.
 var permissions = map[Role]map[string][]Action{
 	RolePractice: {
 		TypeServiceRequest:        {ActionRead, ActionSearch, ActionCreate, ActionUpdate},

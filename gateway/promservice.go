@@ -107,11 +107,15 @@ func (s *Service) RecordPROM(ctx context.Context, p Principal, r *PROMResponse) 
 	if r.Status != "completed" {
 		issues = append(issues, issue(IssueValue, "QuestionnaireResponse.status", "only a completed response is scored, not %q", r.Status))
 	}
+	var (
+		authored Period
+		err      error
+	)
 	if r.Authored == "" {
 		issues = append(issues, issue(IssueRequired, "QuestionnaireResponse.authored", "authored is required: when the patient answered"))
-	} else if when, err := ParseDateTime(r.Authored); err != nil {
+	} else if authored, err = ParseDateTime(r.Authored); err != nil {
 		issues = append(issues, issue(IssueValue, "QuestionnaireResponse.authored", "authored is %v", err))
-	} else if when.Start.After(s.now().Add(clockSkew)) {
+	} else if authored.Start.After(s.now().Add(clockSkew)) {
 		issues = append(issues, issue(IssueValue, "QuestionnaireResponse.authored", "authored is in the future"))
 	}
 	if r.SubjectID == "" {
@@ -130,7 +134,6 @@ func (s *Service) RecordPROM(ctx context.Context, p Principal, r *PROMResponse) 
 	if err != nil {
 		return nil, err
 	}
-	authored, _ := ParseDateTime(r.Authored)
 	res := &PROMResult{}
 	err = s.store.Update(ctx, func(tx Tx) error {
 		if _, err := tx.GetFor(ctx, p.Org, TypeServiceRequest, r.BasedOnID, 0); err != nil {
@@ -187,7 +190,6 @@ func (s *Service) RecordPROM(ctx context.Context, p Principal, r *PROMResponse) 
 		if task.Index.PROMsDone == 0 {
 			edit.BusinessStatus = BusinessBaselinePROMComplete
 		}
-		state.BusinessStatus = []Coding{{System: SystemBusinessStatus, Code: edit.BusinessStatus}}
 		next := *task
 		next.Index.PROMsDone++
 		// The baseline is the earliest answered, whatever order the forms
@@ -250,7 +252,6 @@ func (s *Service) MarkPROMsDue(ctx context.Context, now time.Time) (int, error) 
 			}
 			edit := TaskEdit{ID: t.ID, Version: t.Version + 1, Now: tx.Now(), BusinessStatus: BusinessFollowUpPROMDue,
 				ChangedBy: Principal{ClientID: "spgateway PROM schedule"}}
-			state.BusinessStatus = []Coding{{System: SystemBusinessStatus, Code: BusinessFollowUpPROMDue}}
 			if _, err := s.writeTask(ctx, tx, t, t.Body, state, edit); err != nil {
 				return err
 			}

@@ -386,7 +386,7 @@ func nthOfType(rs []Resource, typ string, n int) *Resource {
 // Subscriptions hear nothing.)
 func (s *Service) renotifyPatient(ctx context.Context, tx Tx, practice, patientID, except string) error {
 	page, err := tx.Search(ctx, SearchQuery{Type: TypeTask, Org: practice, Count: MaxReassign, Filters: []Filter{
-		{Field: FieldPatient, Values: []string{patientID}}, {Field: FieldStatus, Values: openStatuses}}})
+		{Field: FieldPatient, Values: []string{patientID}}, {Field: FieldStatus, Values: OpenStatuses}}})
 	if err != nil {
 		return err
 	}
@@ -418,16 +418,16 @@ func (s *Service) recordChanged(ctx context.Context, tx Tx, t Resource) (bool, e
 	if docs.Patient.Version <= 1 {
 		return true, nil
 	}
-	now, err := s.cases.Render(t.Index.Provider, docs)
+	now, err := s.renderCase(t.Index.Provider, docs)
 	if err != nil {
-		return false, Internal("render case record", err)
+		return false, err
 	}
 	if docs.Patient, err = tx.Get(ctx, TypePatient, docs.Patient.ID, docs.Patient.Version-1); err != nil {
 		return false, err
 	}
-	before, err := s.cases.Render(t.Index.Provider, docs)
+	before, err := s.renderCase(t.Index.Provider, docs)
 	if err != nil {
-		return false, Internal("render case record", err)
+		return false, err
 	}
 	return !bytes.Equal(now, before), nil
 }

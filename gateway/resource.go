@@ -82,7 +82,7 @@ type Index struct {
 	// store keeps it unique per type and practice among current versions.
 	Key         Identifier
 	Identifiers []Identifier
-	Authored    time.Time // ServiceRequest.authoredOn
+	Authored    time.Time // ServiceRequest.authoredOn, QuestionnaireResponse.authored, Task.authoredOn
 	Modified    time.Time // Task.lastModified
 	// ContentHash identifies the content a client sent, without server-set
 	// fields, so an unchanged resource does not get a new version.
@@ -100,7 +100,7 @@ type Index struct {
 	StatusReason   string    // the code of statusReason
 	AcceptedAt     time.Time // when it was first accepted
 	FirstContactAt time.Time // when businessStatus first became first-contact-made
-	BaselineAt     time.Time // when its first PROM was recorded
+	BaselineAt     time.Time // when the earliest of its PROMs was answered (authored)
 	PROMsDone      int
 	PROMDue        time.Time // when the next PROM is due; zero: none
 

@@ -5,8 +5,9 @@ import (
 )
 
 // The rules of SPEC 2.1. Each is a pure function of the parsed referral that
-// returns the issues it finds; ValidateReferral runs them all so that one
-// OperationOutcome lists every problem at once.
+// returns the issues it finds; the service runs them all (referralIssues,
+// then CheckRequester) so that one OperationOutcome lists every problem at
+// once.
 
 // Elements are located by FHIRPath. A view carries the paths of the resource
 // it came from (At), e.g. ["Patient", "Bundle.entry[0].resource"], so an issue

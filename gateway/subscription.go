@@ -2,6 +2,7 @@ package gateway
 
 import (
 	"context"
+	"errors"
 	"net/url"
 	"strings"
 )
@@ -61,11 +62,11 @@ func CheckSubscription(r SubscriptionRequest, practice string) []Issue {
 	switch r.Payload {
 	case "", "application/fhir+json", "application/json":
 	default:
-		issues = append(issues, issue(IssueNotSupported, "Subscription.channel.payload", "payload is empty or application/fhir+json"))
+		issues = append(issues, issue(IssueNotSupported, "Subscription.channel.payload", "payload is empty, application/fhir+json or application/json"))
 	}
 	for _, h := range r.Headers {
-		if name, _, ok := strings.Cut(h, ":"); !ok || strings.TrimSpace(name) == "" || strings.ContainsAny(h, "\r\n") {
-			issues = append(issues, issue(IssueValue, "Subscription.channel.header", "a header is \"Name: value\" on one line"))
+		if _, _, err := ParseChannelHeader(h); err != nil {
+			issues = append(issues, issue(IssueValue, "Subscription.channel.header", "a header is \"Name: value\" on one line: %v", err))
 		}
 	}
 	switch r.Status {
@@ -74,6 +75,28 @@ func CheckSubscription(r SubscriptionRequest, practice string) []Issue {
 		issues = append(issues, issue(IssueValue, "Subscription.status", "a new Subscription is requested (the gateway makes it active)"))
 	}
 	return issues
+}
+
+// ParseChannelHeader splits a Subscription's channel header, "Name:
+// value": a header name (a token) and a value on one line. It is checked
+// when the Subscription is made and again at each delivery, so a stored
+// one cannot add a line to a request. Errors never quote the value, which
+// is often a credential.
+func ParseChannelHeader(line string) (name, value string, err error) {
+	name, value, ok := strings.Cut(line, ":")
+	name, value = strings.TrimSpace(name), strings.TrimSpace(value)
+	if !ok || name == "" {
+		return "", "", errors.New(`not "Name: value"`)
+	}
+	for _, c := range []byte(name) {
+		if c <= ' ' || c >= 0x7f || strings.IndexByte(`"(),/:;<=>?@[\]{}`, c) >= 0 {
+			return "", "", errors.New("the name is not a header name")
+		}
+	}
+	if strings.ContainsAny(value, "\r\n\x00") {
+		return "", "", errors.New("the value is more than one line")
+	}
+	return name, value, nil
 }
 
 // MaxSubscriptions is how many live Subscriptions a practice may hold: one
@@ -153,9 +176,13 @@ func (s *Service) subscriptionsOf(ctx context.Context, v View, practice string) 
 		if err != nil {
 			return nil, Internal("read stored Subscription", err)
 		}
-		out = append(out, SubscriptionChannel{ID: r.ID, Status: r.Index.Status, Endpoint: req.Endpoint, Payload: req.Payload, Headers: req.Headers})
+		out = append(out, channelOf(r, req))
 	}
 	return out, nil
+}
+
+func channelOf(r Resource, req SubscriptionRequest) SubscriptionChannel {
+	return SubscriptionChannel{ID: r.ID, Status: r.Index.Status, Endpoint: req.Endpoint, Payload: req.Payload, Headers: req.Headers}
 }
 
 // SubscriptionChannel returns where to deliver to Subscription id, for the
@@ -174,7 +201,7 @@ func (s *Service) SubscriptionChannel(ctx context.Context, id string) (Subscript
 		if err != nil {
 			return Internal("read stored Subscription", err)
 		}
-		ch = SubscriptionChannel{ID: r.ID, Status: r.Index.Status, Endpoint: req.Endpoint, Payload: req.Payload, Headers: req.Headers}
+		ch = channelOf(r, req)
 		return nil
 	})
 	if ErrorCode(err) == CodeNotFound {
@@ -187,7 +214,7 @@ func (s *Service) SubscriptionChannel(ctx context.Context, id string) (Subscript
 // error, with the failure, while its endpoint fails; active again once a
 // delivery succeeds. It is the outbox worker's OnResult.
 func (s *Service) DeliveryResult(ctx context.Context, e OutboxEvent, failure error) {
-	kind, id, _ := strings.Cut(e.Destination, ":")
+	kind, id := SplitDestination(e.Destination)
 	if kind != DestinationSubscription {
 		return
 	}

@@ -131,8 +131,8 @@ const (
 )
 
 // BusinessStatuses are the codes of the business-status code system.
-var BusinessStatuses = []string{"awaiting-contact", "contact-attempted", BusinessFirstContactMade, "baseline-prom-complete",
-	"follow-up-prom-due", "follow-up-prom-complete", "case-closed"}
+var BusinessStatuses = []string{"awaiting-contact", "contact-attempted", BusinessFirstContactMade, BusinessBaselinePROMComplete,
+	BusinessFollowUpPROMDue, BusinessFollowUpPROMComplete, "case-closed"}
 
 // needsReason are the statuses a Task enters only with a statusReason.
 var needsReason = []string{TaskRejected, TaskCancelled, TaskOnHold, TaskFailed}
@@ -182,7 +182,7 @@ func CheckBusinessStatus(codes []Coding) []Issue {
 	if codes == nil {
 		return nil
 	}
-	code := Reason{Codes: codes}.code(SystemBusinessStatus)
+	code := businessCode(codes)
 	switch {
 	case code == "":
 		return []Issue{issue(IssueCodeInvalid, "Task.businessStatus", "businessStatus needs a coding from %s", SystemBusinessStatus)}

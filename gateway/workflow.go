@@ -7,7 +7,8 @@ import (
 )
 
 // The open Task statuses: a referral in one of them is still being worked.
-var openStatuses = []string{TaskRequested, TaskReceived, TaskAccepted, TaskInProgress, TaskOnHold}
+// OpenStatuses are the statuses of a Task still being worked.
+var OpenStatuses = []string{TaskRequested, TaskReceived, TaskAccepted, TaskInProgress, TaskOnHold}
 
 // MaxReassign caps the Tasks one handover moves, so a single call cannot
 // hold the write lock for long; a larger caseload moves in several calls.
@@ -146,6 +147,9 @@ func (s *Service) writeTask(ctx context.Context, tx Tx, cur Resource, body []byt
 	}
 	if edit.LinkWorker != nil {
 		state.LinkWorker = *edit.LinkWorker
+	}
+	if edit.BusinessStatus != "" {
+		state.BusinessStatus = []Coding{{System: SystemBusinessStatus, Code: edit.BusinessStatus}}
 	}
 	next := Resource{Type: TypeTask, ID: cur.ID, Version: edit.Version, Body: nb, Index: cur.Index}
 	next.Index.Status = state.Status
@@ -329,7 +333,7 @@ func (s *Service) Reassign(ctx context.Context, p Principal, from, to Identifier
 			Filters: []Filter{
 				{Field: FieldProvider, Values: []string{p.Org}},
 				{Field: FieldLinkWorker, Values: []string{from.Key()}},
-				{Field: FieldStatus, Values: openStatuses},
+				{Field: FieldStatus, Values: OpenStatuses},
 			},
 		})
 		if err != nil {

@@ -16,6 +16,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/spgateway/spgateway/adapters/internal/outbound"
 	"github.com/spgateway/spgateway/adapters/internal/redact"
 	"github.com/spgateway/spgateway/gateway"
 )
@@ -65,12 +66,12 @@ func New(cfg Config) (*Adapter, error) {
 	}
 	// A transaction is POSTed to [base] itself (without a trailing slash).
 	base := strings.TrimSuffix(cfg.BaseURL, "/")
-	a := &Adapter{base: base, shown: shown(u), token: cfg.Token, timeout: cfg.Timeout, client: cfg.Client}
+	a := &Adapter{base: base, shown: outbound.Shown(u), token: cfg.Token, timeout: cfg.Timeout, client: cfg.Client}
 	if a.timeout <= 0 {
 		a.timeout = DefaultTimeout
 	}
 	if a.client == nil {
-		a.client = &http.Client{CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
+		a.client = outbound.Client()
 	}
 	return a, nil
 }
@@ -212,10 +213,4 @@ func cause(ctx context.Context, err error, timeout time.Duration) error {
 		return uerr.Err
 	}
 	return err
-}
-
-// shown is a URL as errors show it: scheme, host and path, without the
-// credentials or query a URL may carry.
-func shown(u *url.URL) string {
-	return (&url.URL{Scheme: u.Scheme, Host: u.Host, Path: u.Path}).String()
 }

@@ -17,6 +17,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/spgateway/spgateway/adapters/internal/outbound"
 	"github.com/spgateway/spgateway/adapters/internal/redact"
 	"github.com/spgateway/spgateway/gateway"
 )
@@ -75,7 +76,7 @@ func New(cfg Config) (*Adapter, error) {
 		a.timeout = DefaultTimeout
 	}
 	if a.client == nil {
-		a.client = &http.Client{CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
+		a.client = outbound.Client()
 	}
 	return a, nil
 }
@@ -91,7 +92,7 @@ func New(cfg Config) (*Adapter, error) {
 // Errors name the status, never the payload or the channel's headers (the
 // Subscription shows its last error to the practice).
 func (a *Adapter) Deliver(ctx context.Context, e gateway.OutboxEvent) error {
-	kind, id, _ := strings.Cut(e.Destination, ":")
+	kind, id := gateway.SplitDestination(e.Destination)
 	if kind != gateway.DestinationSubscription || id == "" {
 		return &gateway.PermanentError{Err: fmt.Errorf("resthook.Deliver: %q is not a Subscription destination", e.Destination)}
 	}
@@ -111,7 +112,7 @@ func (a *Adapter) Deliver(ctx context.Context, e gateway.OutboxEvent) error {
 	}
 	header := http.Header{}
 	for i, line := range ch.Headers {
-		name, value, err := headerLine(line)
+		name, value, err := gateway.ParseChannelHeader(line)
 		if err != nil {
 			return &gateway.PermanentError{Err: fmt.Errorf("resthook.Deliver: Subscription %s: channel header %d: %w", id, i+1, err)}
 		}
@@ -144,7 +145,7 @@ func (a *Adapter) Deliver(ctx context.Context, e gateway.OutboxEvent) error {
 		return fmt.Errorf("resthook.Deliver: Subscription %s: http.NewRequest: %w", id, err)
 	}
 	req.Header = header
-	shown := shown(u)
+	shown := outbound.Shown(u)
 	resp, err := a.client.Do(req)
 	if err != nil {
 		return fmt.Errorf("resthook.Deliver: %s %s: %w", method, shown, cause(ctx, err, a.timeout))
@@ -175,27 +176,6 @@ func mediaType(payload string) string {
 	return "application/fhir+json"
 }
 
-// headerLine splits a channel header, "Name: value". The gateway checked
-// it when the Subscription was made; this check keeps a stored one from
-// adding a line to the request. Errors never quote the value, which is
-// often a credential.
-func headerLine(line string) (string, string, error) {
-	name, value, ok := strings.Cut(line, ":")
-	name, value = strings.TrimSpace(name), strings.TrimSpace(value)
-	if !ok || name == "" {
-		return "", "", errors.New(`not "Name: value"`)
-	}
-	for _, c := range []byte(name) {
-		if c <= ' ' || c >= 0x7f || strings.IndexByte(`"(),/:;<=>?@[\]{}`, c) >= 0 {
-			return "", "", errors.New("the name is not a header name")
-		}
-	}
-	if strings.ContainsAny(value, "\r\n\x00") {
-		return "", "", errors.New("the value is more than one line")
-	}
-	return name, value, nil
-}
-
 // cause turns a failed exchange's error into what went wrong, without the
 // request's URL, saying so when the delivery ran out of time.
 func cause(ctx context.Context, err error, timeout time.Duration) error {
@@ -207,10 +187,4 @@ func cause(ctx context.Context, err error, timeout time.Duration) error {
 		return uerr.Err
 	}
 	return err
-}
-
-// shown is a URL as errors show it: scheme, host and path, without the
-// credentials or query a URL may carry.
-func shown(u *url.URL) string {
-	return (&url.URL{Scheme: u.Scheme, Host: u.Host, Path: u.Path}).String()
 }

@@ -20,6 +20,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/spgateway/spgateway/adapters/internal/outbound"
 	"github.com/spgateway/spgateway/adapters/internal/redact"
 	"github.com/spgateway/spgateway/gateway"
 )
@@ -83,13 +84,13 @@ func New(cfg Config) (*Adapter, error) {
 	if len(cfg.Secret) == 0 {
 		return nil, errors.New("webhook.New: no secret to sign deliveries with")
 	}
-	a := &Adapter{url: cfg.URL, shown: shown(u), secret: bytes.Clone(cfg.Secret),
+	a := &Adapter{url: cfg.URL, shown: outbound.Shown(u), secret: bytes.Clone(cfg.Secret),
 		timeout: cfg.Timeout, client: cfg.Client, now: cfg.Now}
 	if a.timeout <= 0 {
 		a.timeout = DefaultTimeout
 	}
 	if a.client == nil {
-		a.client = &http.Client{CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
+		a.client = outbound.Client()
 	}
 	if a.now == nil {
 		a.now = time.Now
@@ -210,10 +211,4 @@ func cause(ctx context.Context, err error, timeout time.Duration) error {
 		return uerr.Err
 	}
 	return err
-}
-
-// shown is a URL as errors show it: scheme, host and path, without the
-// credentials or query a URL may carry.
-func shown(u *url.URL) string {
-	return (&url.URL{Scheme: u.Scheme, Host: u.Host, Path: u.Path}).String()
 }

@@ -6,8 +6,6 @@ import (
 	"testing"
 )
 
-// The same test lives in each HTTP adapter, as does the code it tests.
-
 func TestValuesLeavesKeysOut(t *testing.T) {
 	payload := []byte(`{"nhs_number":"9434765919","name":{"family":"Smith","given":["Jane","Ann"]},"age":54,` +
 		`"flags":[{"code":"urgent"},true,null],"empty":{},"list":[],"last":"end"}`)
