@@ -555,3 +555,16 @@ func TestPeakRSS(t *testing.T) {
 		t.Error("no error for a process that does not exist")
 	}
 }
+
+// TestBaselinePragmasAreTheStores: the baseline's SQLite pays what the
+// gateway's store pays, so a change to the store's pragmas must be made
+// here too.
+func TestBaselinePragmasAreTheStores(t *testing.T) {
+	src, err := os.ReadFile("../../gateway/store/store.go")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Contains(src, []byte(`"`+sqlitePragmas+`"`)) || !bytes.Contains(src, []byte(`"&_txlock=immediate"`)) || !bytes.Contains(src, []byte("w.SetMaxOpenConns(1)")) {
+		t.Errorf("gateway/store no longer opens SQLite with %s, _txlock=immediate and one writer: update the baseline", sqlitePragmas)
+	}
+}
