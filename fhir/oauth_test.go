@@ -494,7 +494,9 @@ func TestOAuthTokenRefused(t *testing.T) {
 				bad, oauth.ErrUnsupportedGrantType, "grant_type must be client_credentials"},
 			{"jwt-bearer grant", with(es(nil), func(f url.Values) { f.Set("grant_type", "urn:ietf:params:oauth:grant-type:jwt-bearer") }),
 				bad, oauth.ErrUnsupportedGrantType, "grant_type must be client_credentials"},
-			{"wrong assertion type", with(es(nil), func(f url.Values) { f.Set("client_assertion_type", "urn:ietf:params:oauth:client-assertion-type:saml2-bearer") }),
+			{"wrong assertion type", with(es(nil), func(f url.Values) {
+				f.Set("client_assertion_type", "urn:ietf:params:oauth:client-assertion-type:saml2-bearer")
+			}),
 				req, oauth.ErrInvalidRequest, "client_assertion_type must be"},
 			{"no grant_type", with(es(nil), func(f url.Values) { f.Del("grant_type") }), req, oauth.ErrInvalidRequest, "grant_type is required"},
 			{"no client_assertion_type", with(es(nil), func(f url.Values) { f.Del("client_assertion_type") }),
