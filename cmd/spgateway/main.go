@@ -48,7 +48,7 @@ func main() {
 	}
 }
 
-var errUsage = errors.New("usage: spgateway [-config FILE] [serve | migrate | config check] | keygen ... | client-assertion ...")
+var errUsage = errors.New("usage: spgateway [-config FILE] [serve | migrate | config check], or spgateway keygen|client-assertion -h")
 
 // run is the whole program: main only adds the process's signals,
 // environment and exit code, so tests can run it too.

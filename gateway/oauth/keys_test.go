@@ -35,6 +35,19 @@ func jwksOf(t *testing.T, keys ...jose.JSONWebKey) []byte {
 	return b
 }
 
+// failed checks err against the error wanted ("" for none) and reports
+// whether there was one.
+func failed(t *testing.T, err error, want string) bool {
+	t.Helper()
+	switch {
+	case want == "" && err != nil:
+		t.Fatal(err)
+	case want != "" && (err == nil || !strings.Contains(err.Error(), want)):
+		t.Fatalf("err %v, want %q", err, want)
+	}
+	return err != nil
+}
+
 // TestRegisteredKeys: only RSA ≥ 2048 and EC P-256 public keys are
 // registered; each gets the one alg it may sign with and a kid.
 func TestRegisteredKeys(t *testing.T) {
@@ -61,14 +74,8 @@ func TestRegisteredKeys(t *testing.T) {
 		} {
 			t.Run(tc.name, func(t *testing.T) {
 				k, err := ParsePublicKeyPEM(tc.pem, tc.kid)
-				if tc.wantErr != "" {
-					if err == nil || !strings.Contains(err.Error(), tc.wantErr) {
-						t.Fatalf("err %v, want %q", err, tc.wantErr)
-					}
+				if failed(t, err, tc.wantErr) {
 					return
-				}
-				if err != nil {
-					t.Fatal(err)
 				}
 				want := tc.kid
 				if want == "" {
@@ -103,14 +110,8 @@ func TestRegisteredKeys(t *testing.T) {
 		} {
 			t.Run(tc.name, func(t *testing.T) {
 				keys, err := ParseJWKS(tc.set)
-				if tc.wantErr != "" {
-					if err == nil || !strings.Contains(err.Error(), tc.wantErr) {
-						t.Fatalf("err %v, want %q", err, tc.wantErr)
-					}
+				if failed(t, err, tc.wantErr) {
 					return
-				}
-				if err != nil {
-					t.Fatal(err)
 				}
 				if len(keys) != 2 || keys[0].Algorithm != RS256 || keys[1].Algorithm != ES256 || keys[1].KeyID == "" {
 					t.Errorf("keys %+v", keys)
