@@ -43,8 +43,30 @@ type restJSON struct {
 }
 
 type securityJSON struct {
-	Description string `json:"description"`
+	Extension   []extensionJSON       `json:"extension,omitempty"`
+	Service     []codeableConceptJSON `json:"service,omitempty"`
+	Description string                `json:"description"`
 }
+
+type extensionJSON struct {
+	URL       string          `json:"url"`
+	ValueURI  string          `json:"valueUri,omitempty"`
+	Extension []extensionJSON `json:"extension,omitempty"`
+}
+
+type codeableConceptJSON struct {
+	Coding []codingJSON `json:"coding"`
+	Text   string       `json:"text,omitempty"`
+}
+
+type codingJSON struct {
+	System string `json:"system"`
+	Code   string `json:"code"`
+}
+
+// oauthURIs is the SMART extension that tells clients where the token
+// endpoint is.
+const oauthURIs = "http://fhir-registry.smarthealthit.org/StructureDefinition/oauth-uris"
 
 type restResource struct {
 	Type              string            `json:"type"`
@@ -105,6 +127,16 @@ func (s *Server) capabilityStatement() ([]byte, error) {
 			"A practice client sees only its own referrals; a provider client only the Tasks it owns and what they refer to."},
 		Interaction: []interactionJSON{{Code: "transaction", Documentation: "A referral: one ServiceRequest with its Patient " +
 			"(or a reference to a known one), optional Conditions, Consent and Task, all created or none."}},
+	}
+	if s.cfg.Tokens != nil {
+		rest.Security.Extension = []extensionJSON{{URL: oauthURIs,
+			Extension: []extensionJSON{{URL: "token", ValueURI: s.cfg.Tokens.TokenURL()}}}}
+		rest.Security.Service = []codeableConceptJSON{{
+			Coding: []codingJSON{{System: "http://terminology.hl7.org/CodeSystem/restful-security-service", Code: "SMART-on-FHIR"}},
+			Text:   "OAuth 2.0 client credentials with a signed JWT client assertion (SMART Backend Services)"}}
+		rest.Security.Description = "Every request but GET /metadata needs Authorization: Bearer <access token>, " +
+			"issued by the token endpoint to a registered client that authenticates with a JWT signed RS256 or ES256. " +
+			"A practice client sees only its own referrals; a provider client only the Tasks it owns and what they refer to."
 	}
 	for _, d := range resourceDefs {
 		r := restResource{

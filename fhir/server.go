@@ -17,6 +17,7 @@ import (
 	"github.com/gin-gonic/gin"
 
 	"github.com/spgateway/spgateway/gateway"
+	"github.com/spgateway/spgateway/gateway/oauth"
 )
 
 // Config is what the FHIR edge needs from configuration.
@@ -38,6 +39,10 @@ type Config struct {
 	Now func() time.Time
 	// Version is the software version reported in the CapabilityStatement.
 	Version string
+	// Tokens, when set, answers POST /oauth2/token, and the
+	// CapabilityStatement and /fhir/.well-known/smart-configuration point
+	// clients to it.
+	Tokens TokenIssuer
 }
 
 // Server is the FHIR API as an http.Handler.
@@ -51,6 +56,8 @@ type Server struct {
 	basePath   string // its path, for Location headers
 	started    time.Time
 	capability []byte
+	// smartConfig is the SMART configuration document, when Tokens is set.
+	smartConfig []byte
 }
 
 // NewServer builds the router. It refuses a missing service or
@@ -98,6 +105,11 @@ func NewServer(cfg Config, svc *gateway.Service, auth gateway.Authenticator) (*S
 		return nil, err
 	}
 	s.capability = capability
+	if cfg.Tokens != nil {
+		if s.smartConfig, err = s.smartConfigJSON(); err != nil {
+			return nil, err
+		}
+	}
 
 	gin.SetMode(gin.ReleaseMode)
 	r := gin.New()
@@ -114,6 +126,10 @@ func NewServer(cfg Config, svc *gateway.Service, auth gateway.Authenticator) (*S
 	}))
 	r.GET("/healthz", s.healthz)
 	r.GET("/readyz", s.readyz)
+	if cfg.Tokens != nil {
+		r.POST(oauth.TokenPath, s.oauthToken)
+		r.GET("/fhir/.well-known/smart-configuration", s.smartConfiguration)
+	}
 
 	f := r.Group("/fhir", s.limitBody, s.negotiate)
 	f.GET("/metadata", s.handle(s.metadata))

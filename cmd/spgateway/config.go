@@ -9,6 +9,7 @@ import (
 	"net"
 	"net/url"
 	"os"
+	"path/filepath"
 	"reflect"
 	"regexp"
 	"slices"
@@ -21,6 +22,7 @@ import (
 	"go.yaml.in/yaml/v3"
 
 	"github.com/spgateway/spgateway/gateway"
+	"github.com/spgateway/spgateway/gateway/oauth"
 	"github.com/spgateway/spgateway/gateway/store"
 	"github.com/spgateway/spgateway/mapping"
 )
@@ -57,11 +59,14 @@ type Config struct {
 	NHSNumber   NHSNumberConfig `yaml:"nhs_number" envPrefix:"NHS_NUMBER_"`
 	PROMs       PROMsConfig     `yaml:"proms" envPrefix:"PROMS_"`
 	Outbox      OutboxConfig    `yaml:"outbox" envPrefix:"OUTBOX_"`
+	OAuth       OAuthConfig     `yaml:"oauth" envPrefix:"OAUTH_"`
 
 	Practices []OrganizationConfig `yaml:"practices" env:"-" validate:"dive"`
 	Providers []ProviderConfig     `yaml:"providers" env:"-" validate:"dive"`
 	Routing   []RoutingRuleConfig  `yaml:"routing" env:"-" validate:"dive"`
 	Clients   []ClientConfig       `yaml:"clients" env:"-" validate:"dive"`
+
+	oauth loadedOAuth // the keys the oauth settings name, read by loadOAuth
 }
 
 // ServerConfig is the HTTP listener. BaseURL is the address clients use,
@@ -168,12 +173,17 @@ type RoutingRuleConfig struct {
 }
 
 // ClientConfig is a registered API client. APIKey is a development static
-// key (SPEC 4.1), refused in production.
+// key (SPEC 4.1), refused in production. JWKSFile and PublicKeyFile register
+// the public keys its client assertions are signed with (SPEC 4); KID names
+// the PublicKeyFile key (its RFC 7638 thumbprint when empty).
 type ClientConfig struct {
-	ID           string `yaml:"id" validate:"required,max=128,token_chars"`
-	Role         string `yaml:"role" validate:"required,oneof=practice provider admin"`
-	Organization string `yaml:"organization"`
-	APIKey       string `yaml:"api_key" validate:"omitempty,min=8,max=512,token_chars"`
+	ID            string `yaml:"id" validate:"required,max=128,token_chars"`
+	Role          string `yaml:"role" validate:"required,oneof=practice provider admin"`
+	Organization  string `yaml:"organization"`
+	APIKey        string `yaml:"api_key" validate:"omitempty,min=8,max=512,token_chars"`
+	JWKSFile      string `yaml:"jwks_file"`
+	PublicKeyFile string `yaml:"public_key_file"`
+	KID           string `yaml:"kid" validate:"omitempty,max=128"`
 }
 
 // defaultConfig holds the defaults that do not depend on other settings. The
@@ -199,6 +209,7 @@ func defaultConfig() *Config {
 		Log:      LogConfig{Level: "info", Format: "json"},
 		PROMs:    PROMsConfig{SweepInterval: 5 * time.Minute},
 		Outbox:   defaultOutbox(),
+		OAuth:    OAuthConfig{TokenLifetime: oauth.DefaultTokenLifetime},
 	}
 }
 
@@ -228,6 +239,7 @@ func loadConfig(path string, getenv func(string) string) (*Config, error) {
 	c.applyDerivedDefaults()
 	var checked problems
 	c.validate(&checked)
+	c.loadOAuth(filepath.Dir(path), getenv, &checked)
 	ps = append(ps, checked.without(ps)...)
 	ps.annotate(vars, fromEnv)
 	if err := ps.err(); err != nil {

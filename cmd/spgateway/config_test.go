@@ -113,9 +113,10 @@ func TestDevelopmentConfig(t *testing.T) {
 // productionSecrets are the variables the production example needs.
 func productionSecrets(extra map[string]string) map[string]string {
 	m := map[string]string{
-		"SPGATEWAY_DATABASE_DSN":         "postgres://spgateway:s3cret-password@db.internal:5432/spgateway?sslmode=verify-full",
-		"SPGATEWAY_PRV01_WEBHOOK_SECRET": "0123456789abcdef0123456789abcdef-prv01",
-		"SPGATEWAY_PRV02_FHIR_TOKEN":     "prv02-token",
+		"SPGATEWAY_DATABASE_DSN":              "postgres://spgateway:s3cret-password@db.internal:5432/spgateway?sslmode=verify-full",
+		"SPGATEWAY_PRV01_WEBHOOK_SECRET":      "0123456789abcdef0123456789abcdef-prv01",
+		"SPGATEWAY_PRV02_FHIR_TOKEN":          "prv02-token",
+		"SPGATEWAY_OAUTH_SIGNING_KEY_2026_03": signingKeyPEM(),
 	}
 	maps.Copy(m, extra)
 	return m
@@ -205,6 +206,7 @@ func TestEnvOverrides(t *testing.T) {
 		"SPGATEWAY_OUTBOX_LEASE":                 "30s",
 		"SPGATEWAY_OUTBOX_POLL":                  "250ms",
 		"SPGATEWAY_OUTBOX_TIMEOUT":               "5s",
+		"SPGATEWAY_OAUTH_TOKEN_LIFETIME":         "10m",
 	}
 	c, err := loadConfig(developmentFile, envMap(env))
 	if err != nil {
@@ -224,7 +226,9 @@ func TestEnvOverrides(t *testing.T) {
 	want.PROMs.SweepInterval = 90 * time.Second
 	want.Outbox = OutboxConfig{MaxAttempts: 5, BaseDelay: time.Second, MaxDelay: time.Minute, Batch: 8, Lease: 30 * time.Second,
 		Poll: 250 * time.Millisecond, Timeout: 5 * time.Second}
+	want.OAuth.TokenLifetime = 10 * time.Minute
 	got := *c
+	got.oauth = loadedOAuth{} // the keys the settings name, not settings
 	got.Practices, got.Providers, got.Routing, got.Clients = nil, nil, nil, nil
 	got.PROMs.Programmes, got.PROMs.Instruments = nil, nil
 	if !reflect.DeepEqual(&got, want) {
@@ -412,11 +416,11 @@ func TestConfigErrors(t *testing.T) {
 	}{
 		// The file itself.
 		{name: "unknown key", edits: []string{"environment: test\n", "environment: test\nenviroment: test\n"},
-			want: []string{"config: line 2: enviroment: unknown key (valid keys here: environment, server, limits, database, log, nhs_number, proms, outbox, practices, providers, routing, clients)"}},
+			want: []string{"config: line 2: enviroment: unknown key (valid keys here: environment, server, limits, database, log, nhs_number, proms, outbox, oauth, practices, providers, routing, clients)"}},
 		{name: "unknown nested key", edits: []string{"  listen:", "  listn:"},
 			want: []string{"config: line 3: server.listn: unknown key (valid keys here: listen, base_url, read_header_timeout"}},
 		{name: "unknown key in a list item", edits: []string{"    role: admin", "    role: admin\n    organisation: A81001"},
-			want: []string{"clients[3].organisation: unknown key (valid keys here: id, role, organization, api_key)"}},
+			want: []string{"clients[3].organisation: unknown key (valid keys here: id, role, organization, api_key, jwks_file, public_key_file, kid)"}},
 		{name: "key given twice", edits: []string{"  max_count: 500\n", "  max_count: 500\n  max_count: 600\n"},
 			want: []string{"config: line 13: limits.max_count: given twice (first at line 12)"}},
 		{name: "not YAML", text: "environment: test\nserver: [\n",

@@ -20,10 +20,11 @@ func TestImportDirection(t *testing.T) {
 	// a trailing slash, a path and everything under it.
 	allowed := map[string][]string{
 		mod + "gateway":                 {"go.opentelemetry.io/otel/"},
+		mod + "gateway/oauth":           {mod + "gateway", "github.com/go-jose/go-jose/", "go.opentelemetry.io/otel/"},
 		mod + "gateway/store":           {mod + "gateway", "github.com/jmoiron/sqlx", "github.com/jackc/pgx/", "modernc.org/sqlite", "github.com/pressly/goose/"},
 		mod + "gateway/store/storetest": {mod + "gateway/store", "github.com/jackc/pgx/"},
 		mod + "mapping":                 {mod + "gateway", "github.com/samply/golang-fhir-models/", "github.com/tidwall/"},
-		mod + "fhir": {mod + "gateway", mod + "mapping", "github.com/gin-gonic/gin", "github.com/go-playground/validator/", "github.com/samply/golang-fhir-models/", "github.com/tidwall/",
+		mod + "fhir": {mod + "gateway", mod + "gateway/oauth", mod + "mapping", "github.com/gin-gonic/gin", "github.com/go-playground/validator/", "github.com/samply/golang-fhir-models/", "github.com/tidwall/",
 			"github.com/evanphx/json-patch/"}, // PATCH is an HTTP interaction
 		mod + "fhir/fhirtest": {"github.com/santhosh-tekuri/jsonschema/"},
 	}

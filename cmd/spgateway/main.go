@@ -4,6 +4,11 @@
 //	spgateway [-config FILE] migrate     bring the database schema up to date
 //	spgateway [-config FILE] config check
 //	                                     validate the configuration and exit
+//	spgateway keygen --alg ES256|RS256 --out DIR [--kid K]
+//	                                     make a client's key pair: private.pem,
+//	                                     public.pem and jwks.json to register
+//	spgateway client-assertion --client ID --key private.pem --aud URL [--kid K]
+//	                                     print a signed client assertion
 //
 // Without -config it reads $SPGATEWAY_CONFIG, else configs/development.yaml.
 package main
@@ -25,6 +30,7 @@ import (
 
 	"github.com/spgateway/spgateway/fhir"
 	"github.com/spgateway/spgateway/gateway"
+	"github.com/spgateway/spgateway/gateway/oauth"
 	"github.com/spgateway/spgateway/gateway/store"
 )
 
@@ -42,7 +48,7 @@ func main() {
 	}
 }
 
-var errUsage = errors.New("usage: spgateway [-config FILE] [serve | migrate | config check]")
+var errUsage = errors.New("usage: spgateway [-config FILE] [serve | migrate | config check], or spgateway keygen|client-assertion -h")
 
 // run is the whole program: main only adds the process's signals,
 // environment and exit code, so tests can run it too.
@@ -62,6 +68,10 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		}
 		if fs.NArg() == 0 {
 			break
+		}
+		// The client tools need no configuration and have flags of their own.
+		if tool := clientTool(fs.Arg(0)); tool != nil && len(words) == 0 {
+			return tool(fs.Args()[1:], stdout, stderr)
 		}
 		words = append(words, fs.Arg(0))
 		args = fs.Args()[1:]
@@ -140,6 +150,24 @@ func serve(ctx context.Context, cfg *Config, log *slog.Logger) error {
 	if err != nil {
 		return err
 	}
+	keys, ephemeral, err := cfg.tokenKeys()
+	if err != nil {
+		return err
+	}
+	if ephemeral {
+		log.Warn("no oauth.signing_keys configured: access tokens are signed with an ephemeral key made at start, and die with the process",
+			"kid", keys.Active())
+	}
+	tokens, err := oauth.New(oauth.Config{
+		BaseURL:       cfg.Server.BaseURL,
+		Clients:       oauth.NewClients(cfg.oauth.clients),
+		Keys:          keys,
+		JTIs:          st,
+		TokenLifetime: cfg.OAuth.TokenLifetime,
+	})
+	if err != nil {
+		return err
+	}
 	h, err := fhir.NewServer(fhir.Config{
 		BaseURL:      cfg.Server.BaseURL,
 		MaxBodyBytes: cfg.Limits.MaxBodyBytes,
@@ -148,7 +176,8 @@ func serve(ctx context.Context, cfg *Config, log *slog.Logger) error {
 		MaxCount:     cfg.Limits.MaxCount,
 		Logger:       log,
 		Version:      version(),
-	}, svc, gateway.NewStaticKeys(cfg.staticKeys()))
+		Tokens:       tokens,
+	}, svc, cfg.authenticator(tokens))
 	if err != nil {
 		return err
 	}
