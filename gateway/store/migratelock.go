@@ -9,7 +9,6 @@ import (
 
 	"github.com/pressly/goose/v3/lock"
 	"modernc.org/sqlite"
-	sqlite3 "modernc.org/sqlite/lib"
 )
 
 // sqliteMigrationLock keeps two processes that open one SQLite file at the
@@ -75,6 +74,10 @@ func (l *sqliteMigrationLock) Unlock(ctx context.Context, _ *sql.DB) error {
 	return nil
 }
 
+// sqliteBusy is SQLITE_BUSY, the primary result code (low byte) of a
+// lock another connection holds.
+const sqliteBusy = 5
+
 // openSQLite makes db's first connection. Processes that open a new file
 // together race to put it into WAL mode, and SQLite answers the losers
 // SQLITE_BUSY at once, without waiting out the busy timeout: they try
@@ -84,7 +87,7 @@ func openSQLite(ctx context.Context, db *sql.DB) error {
 	for {
 		err := db.PingContext(ctx)
 		var e *sqlite.Error
-		if err == nil || !errors.As(err, &e) || e.Code()&0xff != sqlite3.SQLITE_BUSY || time.Now().After(deadline) {
+		if err == nil || !errors.As(err, &e) || e.Code()&0xff != sqliteBusy || time.Now().After(deadline) {
 			return err
 		}
 		select {
