@@ -11,6 +11,7 @@ package store
 
 import (
 	"context"
+	"database/sql"
 	"embed"
 	"errors"
 	"fmt"
@@ -59,6 +60,9 @@ type Store struct {
 	// Prepared statements for the writer and the readers (SQLite only).
 	writes, reads *stmtCache
 	now           func() time.Time
+	// sqliteDSN opens another connection to the SQLite file (the
+	// migration lock's).
+	sqliteDSN string
 }
 
 var _ gateway.Store = (*Store)(nil)
@@ -100,7 +104,8 @@ func connect(cfg Config) (*Store, error) {
 			}
 		}
 		const opts = "_pragma=busy_timeout(10000)&_pragma=journal_mode(WAL)&_pragma=synchronous(NORMAL)&_pragma=foreign_keys(1)"
-		w, err := sqlx.Open("sqlite", "file:"+path+"?"+opts+"&_txlock=immediate")
+		s.sqliteDSN = "file:" + path + "?" + opts
+		w, err := sqlx.Open("sqlite", s.sqliteDSN+"&_txlock=immediate")
 		if err != nil {
 			return nil, fmt.Errorf("store.Open: %w", err)
 		}
@@ -135,9 +140,9 @@ func connect(cfg Config) (*Store, error) {
 	return s, nil
 }
 
-// Migrate applies the embedded migrations that the database lacks. On
-// PostgreSQL it holds an advisory lock, so replicas starting together
-// migrate once.
+// Migrate applies the embedded migrations that the database lacks. It holds
+// a lock while it does (PostgreSQL: an advisory lock; SQLite: a lock row),
+// so processes starting together migrate once.
 func (s *Store) Migrate(ctx context.Context) error {
 	fsys, err := fs.Sub(migrations, "migrations/"+s.d.name)
 	if err != nil {
@@ -150,6 +155,20 @@ func (s *Store) Migrate(ctx context.Context) error {
 			return fmt.Errorf("store.Migrate: %w", err)
 		}
 		opts = append(opts, goose.WithSessionLocker(locker))
+	} else {
+		if err := openSQLite(ctx, s.writer.DB); err != nil {
+			return fmt.Errorf("store.Migrate: %w", err)
+		}
+		db, err := sql.Open("sqlite", s.sqliteDSN)
+		if err != nil {
+			return fmt.Errorf("store.Migrate: %w", err)
+		}
+		defer db.Close()
+		db.SetMaxOpenConns(1)
+		if err := openSQLite(ctx, db); err != nil {
+			return fmt.Errorf("store.Migrate: %w", err)
+		}
+		opts = append(opts, goose.WithLocker(newSQLiteMigrationLock(db, gateway.NewUUID())))
 	}
 	p, err := goose.NewProvider(s.d.goose, s.writer.DB, fsys, opts...)
 	if err != nil {
