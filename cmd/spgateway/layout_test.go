@@ -20,7 +20,8 @@ func TestImportDirection(t *testing.T) {
 	// a trailing slash, a path and everything under it.
 	allowed := map[string][]string{
 		mod + "gateway":                 {"go.opentelemetry.io/otel/"},
-		mod + "gateway/store":           {mod + "gateway", "github.com/jmoiron/sqlx", "github.com/jackc/pgx/", "modernc.org/sqlite", "github.com/pressly/goose/"},
+		mod + "gateway/store":           {mod + "gateway", "github.com/jmoiron/sqlx", "github.com/jackc/pgx/", "modernc.org/sqlite", "github.com/pressly/goose/",
+			"github.com/XSAM/otelsql", "go.opentelemetry.io/otel/"}, // statement tracing wraps the drivers
 		mod + "gateway/store/storetest": {mod + "gateway/store", "github.com/jackc/pgx/"},
 		mod + "mapping":                 {mod + "gateway", "github.com/samply/golang-fhir-models/", "github.com/tidwall/"},
 		mod + "fhir": {mod + "gateway", mod + "mapping", "github.com/gin-gonic/gin", "github.com/go-playground/validator/", "github.com/samply/golang-fhir-models/", "github.com/tidwall/",
