@@ -19,8 +19,8 @@ func TestImportDirection(t *testing.T) {
 	// library (paths without a dot in their first element): a path, or with
 	// a trailing slash, a path and everything under it.
 	allowed := map[string][]string{
-		mod + "gateway":                 {"go.opentelemetry.io/otel/"},
-		mod + "gateway/store":           {mod + "gateway", "github.com/jmoiron/sqlx", "github.com/jackc/pgx/", "modernc.org/sqlite", "github.com/pressly/goose/",
+		mod + "gateway": {"go.opentelemetry.io/otel/"},
+		mod + "gateway/store": {mod + "gateway", "github.com/jmoiron/sqlx", "github.com/jackc/pgx/", "modernc.org/sqlite", "github.com/pressly/goose/",
 			"github.com/XSAM/otelsql", "go.opentelemetry.io/otel/"}, // statement tracing wraps the drivers
 		mod + "gateway/store/storetest": {mod + "gateway/store", "github.com/jackc/pgx/"},
 		mod + "mapping":                 {mod + "gateway", "github.com/samply/golang-fhir-models/", "github.com/tidwall/"},
