@@ -25,7 +25,8 @@ func TestImportDirection(t *testing.T) {
 		mod + "gateway/store/storetest": {mod + "gateway/store", "github.com/jackc/pgx/"},
 		mod + "mapping":                 {mod + "gateway", "github.com/samply/golang-fhir-models/", "github.com/tidwall/"},
 		mod + "fhir": {mod + "gateway", mod + "mapping", "github.com/gin-gonic/gin", "github.com/go-playground/validator/", "github.com/samply/golang-fhir-models/", "github.com/tidwall/",
-			"github.com/evanphx/json-patch/"}, // PATCH is an HTTP interaction
+			"github.com/evanphx/json-patch/", // PATCH is an HTTP interaction
+			"golang.org/x/time/rate", "go.opentelemetry.io/otel/", "go.opentelemetry.io/contrib/instrumentation/github.com/gin-gonic/gin/otelgin"},
 		mod + "fhir/fhirtest": {"github.com/santhosh-tekuri/jsonschema/"},
 	}
 	seen := 0
