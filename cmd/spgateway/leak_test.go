@@ -135,9 +135,9 @@ func testNoPatientDataInTelemetry(t *testing.T, engine string) {
 	done := make(chan error, 1)
 	go func() { done <- serve(ctx, cfg, newLogger(cfg, logs), tel) }()
 	base := cfg.Server.BaseURL
-	if err := waitReady(base+"/readyz", 10*time.Second); err != nil {
+	if err := waitReady(base+"/readyz", 60*time.Second); err != nil {
 		cancel()
-		t.Fatal(err)
+		t.Fatalf("%v; serve: %v\n%s", err, <-done, logs)
 	}
 
 	do := func(method, path, key string, body []byte, want int, headers ...string) map[string]any {
