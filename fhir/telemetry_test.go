@@ -91,8 +91,8 @@ func TestRequestTelemetry(t *testing.T) {
 			t.Errorf("span %d: http.route %q, want %q", i, v.AsString(), want.route)
 		}
 		for _, a := range sp.Attributes() {
-			if strings.Contains(a.Value.Emit(), nhs) {
-				t.Errorf("span %d: %s = %q holds the NHS number", i, a.Key, a.Value.Emit())
+			if strings.Contains(a.Value.String(), nhs) {
+				t.Errorf("span %d: %s = %q holds the NHS number", i, a.Key, a.Value.String())
 			}
 		}
 		traceIDs[sp.SpanContext().TraceID().String()] = true
@@ -124,7 +124,7 @@ func TestRequestTelemetry(t *testing.T) {
 			for _, dp := range m.Data.(metricdata.Histogram[float64]).DataPoints {
 				r, _ := dp.Attributes.Value("http.route")
 				s, _ := dp.Attributes.Value("http.response.status_code")
-				routes[r.AsString()+" "+s.Emit()] = true
+				routes[r.AsString()+" "+s.String()] = true
 			}
 		}
 	}

@@ -81,8 +81,8 @@ func TestWorkerTracesAttempts(t *testing.T) {
 				"spgateway.outbox.event_kind":       gateway.EventCaseRecord,
 				"spgateway.outbox.attempt":          "1",
 			} {
-				if got, _ := attrs.Value(key); got.Emit() != v {
-					t.Errorf("%s: %s = %q, want %q", id.AsString(), key, got.Emit(), v)
+				if got, _ := attrs.Value(key); got.String() != v {
+					t.Errorf("%s: %s = %q, want %q", id.AsString(), key, got.String(), v)
 				}
 			}
 			if sp.Status().Code != wt.status {
@@ -94,7 +94,7 @@ func TestWorkerTracesAttempts(t *testing.T) {
 			var all strings.Builder
 			all.WriteString(sp.Status().Description)
 			for _, a := range sp.Attributes() {
-				all.WriteString(" " + a.Value.Emit())
+				all.WriteString(" " + a.Value.String())
 			}
 			for _, ev := range sp.Events() {
 				all.WriteString(" " + ev.Name)

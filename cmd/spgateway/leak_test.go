@@ -58,17 +58,17 @@ func spanText(s tracetest.SpanStub) string {
 	var b strings.Builder
 	fmt.Fprintf(&b, "%s %s %s|", s.Name, s.Status.Code, s.Status.Description)
 	for _, a := range s.Attributes {
-		fmt.Fprintf(&b, "%s=%s|", a.Key, a.Value.Emit())
+		fmt.Fprintf(&b, "%s=%s|", a.Key, a.Value.String())
 	}
 	for _, e := range s.Events {
 		fmt.Fprintf(&b, "event %s|", e.Name)
 		for _, a := range e.Attributes {
-			fmt.Fprintf(&b, "%s=%s|", a.Key, a.Value.Emit())
+			fmt.Fprintf(&b, "%s=%s|", a.Key, a.Value.String())
 		}
 	}
 	for _, l := range s.Links {
 		for _, a := range l.Attributes {
-			fmt.Fprintf(&b, "%s=%s|", a.Key, a.Value.Emit())
+			fmt.Fprintf(&b, "%s=%s|", a.Key, a.Value.String())
 		}
 	}
 	return b.String()
