@@ -2,7 +2,9 @@ package fhir_test
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
+	"flag"
 	"io"
 	"net/http"
 	"net/http/httptest"
@@ -11,6 +13,9 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	sdktrace "go.opentelemetry.io/otel/sdk/trace"
+	"go.opentelemetry.io/otel/sdk/trace/tracetest"
 
 	"github.com/spgateway/spgateway/fhir"
 	"github.com/spgateway/spgateway/fhir/fhirtest"
@@ -28,6 +33,10 @@ const (
 	keyPRV02  = "dev-provider-prv02"
 	keyAdmin  = "dev-admin"
 )
+
+// traceAll runs every gateway with tracing on, to measure its cost:
+// go test -run '^$' -bench . ./fhir/ -args -trace
+var traceAll = flag.Bool("trace", false, "trace every request and statement (sampling 1.0, spans dropped)")
 
 // testGateway is the real router over a real store.
 type testGateway struct {
@@ -94,7 +103,23 @@ func newGateway(t testing.TB, engine string, opts ...gatewayOption) *testGateway
 	for _, o := range opts {
 		o(&gcfg, &fcfg)
 	}
-	st := storetest.Open(t, engine, gcfg.Now)
+	var st *store.Store
+	if *traceAll && fcfg.TracerProvider == nil {
+		// Every request, statement and delivery traced, spans built and
+		// batched to an exporter that drops them: tracing's cost.
+		tp := sdktrace.NewTracerProvider(sdktrace.WithSampler(sdktrace.AlwaysSample()), sdktrace.WithBatcher(tracetest.NewNoopExporter()))
+		t.Cleanup(func() { _ = tp.Shutdown(context.Background()) })
+		fcfg.TracerProvider = tp
+		scfg := storetest.Config(t, engine)
+		scfg.Now, scfg.TracerProvider = gcfg.Now, tp
+		var err error
+		if st, err = store.Open(context.Background(), scfg); err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { st.Close() })
+	} else {
+		st = storetest.Open(t, engine, gcfg.Now)
+	}
 	gcfg.Store = st
 	if gcfg.Outbox == nil {
 		gcfg.Outbox = st

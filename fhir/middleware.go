@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/gin-gonic/gin"
+	"go.opentelemetry.io/otel/trace"
 
 	"github.com/spgateway/spgateway/gateway"
 )
@@ -36,20 +37,19 @@ func (s *Server) requestLog(c *gin.Context) {
 	c.Set(requestIDKey, id)
 	c.Header("X-Request-Id", id)
 	c.Next()
-	route := c.FullPath()
-	if route == "" {
-		route = "unmatched"
-	}
 	attrs := []slog.Attr{
 		slog.String("request_id", id),
 		slog.String("method", c.Request.Method),
-		slog.String("route", route),
+		slog.String("route", route(c)),
 		slog.Int("status", c.Writer.Status()),
 		slog.Int("bytes", c.Writer.Size()),
 		slog.Float64("duration_ms", float64(time.Since(start).Microseconds())/1000),
 	}
 	if p, ok := c.Get(principalKey); ok {
 		attrs = append(attrs, slog.String("client", p.(gateway.Principal).ClientID))
+	}
+	if sc := trace.SpanContextFromContext(c.Request.Context()); sc.HasTraceID() {
+		attrs = append(attrs, slog.String("trace_id", sc.TraceID().String()))
 	}
 	s.log.LogAttrs(c.Request.Context(), slog.LevelInfo, "request", attrs...)
 }

@@ -15,6 +15,8 @@ import (
 	"time"
 
 	"github.com/gin-gonic/gin"
+	"go.opentelemetry.io/otel/metric"
+	"go.opentelemetry.io/otel/trace"
 
 	"github.com/spgateway/spgateway/gateway"
 	"github.com/spgateway/spgateway/gateway/oauth"
@@ -43,6 +45,15 @@ type Config struct {
 	// CapabilityStatement and /fhir/.well-known/smart-configuration point
 	// clients to it.
 	Tokens TokenIssuer
+	// RatePerSecond and RateBurst are each authenticated client's token
+	// bucket on /fhir and /api/v1 (429 beyond); 0 turns the limit off.
+	RatePerSecond float64
+	RateBurst     int
+	// TracerProvider and MeterProvider, when set, trace each request
+	// (spans named by route pattern) and record http.server.request.duration
+	// by route and status. Neither is used when both are nil.
+	TracerProvider trace.TracerProvider
+	MeterProvider  metric.MeterProvider
 }
 
 // Server is the FHIR API as an http.Handler.
@@ -58,6 +69,7 @@ type Server struct {
 	capability []byte
 	// smartConfig is the SMART configuration document, when Tokens is set.
 	smartConfig []byte
+	limiter     *clientLimiter
 }
 
 // NewServer builds the router. It refuses a missing service or
@@ -94,6 +106,7 @@ func NewServer(cfg Config, svc *gateway.Service, auth gateway.Authenticator) (*S
 		log:     cfg.Logger,
 		base:    strings.TrimSuffix(cfg.BaseURL, "/") + "/fhir",
 		started: cfg.Now().UTC(),
+		limiter: newClientLimiter(cfg.RatePerSecond, cfg.RateBurst, cfg.Now),
 	}
 	u, err := url.Parse(s.base)
 	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
@@ -117,6 +130,9 @@ func NewServer(cfg Config, svc *gateway.Service, auth gateway.Authenticator) (*S
 	r.RedirectTrailingSlash = false
 	r.RedirectFixedPath = false
 	r.ContextWithFallback = true
+	if cfg.TracerProvider != nil || cfg.MeterProvider != nil {
+		r.Use(s.telemetry(u.Host)...)
+	}
 	r.Use(s.recoverer, s.requestLog)
 	r.NoRoute(s.handle(func(c *gin.Context) error {
 		return gateway.Errorf(gateway.CodeNotFound, "no such endpoint")
@@ -133,7 +149,7 @@ func NewServer(cfg Config, svc *gateway.Service, auth gateway.Authenticator) (*S
 
 	f := r.Group("/fhir", s.limitBody, s.negotiate)
 	f.GET("/metadata", s.handle(s.metadata))
-	a := f.Group("", s.authenticate)
+	a := f.Group("", s.authenticate, s.rateLimit)
 	a.POST("", s.handle(s.transaction))
 	a.POST("/", s.handle(s.transaction))
 	a.GET("/:type", s.handle(s.search))
@@ -147,7 +163,7 @@ func NewServer(cfg Config, svc *gateway.Service, auth gateway.Authenticator) (*S
 	a.GET("/:type/:id/_history", s.handle(s.history))
 	a.GET("/:type/:id/_history/:vid", s.handle(s.vread))
 
-	api := r.Group("/api/v1", func(c *gin.Context) { c.Set(responseTypeKey, mediaJSON) }, s.limitBody, s.authenticate)
+	api := r.Group("/api/v1", func(c *gin.Context) { c.Set(responseTypeKey, mediaJSON) }, s.limitBody, s.authenticate, s.rateLimit)
 	api.GET("/reports/funnel", s.handle(s.funnelReport))
 	api.GET("/reports/outcomes", s.handle(s.outcomesReport))
 	api.GET("/cases", s.handle(s.listCases))

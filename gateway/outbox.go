@@ -9,6 +9,11 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/codes"
+	"go.opentelemetry.io/otel/trace"
+	tracenoop "go.opentelemetry.io/otel/trace/noop"
 )
 
 // Everything that must leave the gateway — a case record for a provider
@@ -141,8 +146,7 @@ func (p RetryPolicy) Delay(n int, rnd func() float64) time.Duration {
 }
 
 // OutboxMetrics counts what the Worker does, in one place, for the metrics
-// endpoint to expose (with the depth, from Outbox.OutboxDepth) once the
-// gateway has one.
+// endpoint to expose (with the depth, from Outbox.OutboxDepth).
 type OutboxMetrics struct {
 	Attempts    atomic.Int64
 	Delivered   atomic.Int64
@@ -168,13 +172,18 @@ type WorkerConfig struct {
 	// OnResult, when set, hears the outcome of every attempt (to keep a
 	// Subscription's status).
 	OnResult func(ctx context.Context, e OutboxEvent, err error)
+	// TracerProvider traces each attempt (default: no tracing). The span
+	// holds the event's id, destination kind, attempt and outcome, never
+	// its payload or the error's text.
+	TracerProvider trace.TracerProvider
 }
 
 // Worker delivers the outbox.
 type Worker struct {
-	cfg   WorkerConfig
-	owner string
-	wake  chan struct{}
+	cfg    WorkerConfig
+	owner  string
+	wake   chan struct{}
+	tracer trace.Tracer
 }
 
 // NewWorker returns a Worker; it refuses a missing outbox.
@@ -205,7 +214,11 @@ func NewWorker(cfg WorkerConfig) (*Worker, error) {
 	if cfg.Metrics == nil {
 		cfg.Metrics = &OutboxMetrics{}
 	}
-	return &Worker{cfg: cfg, owner: NewUUID(), wake: make(chan struct{}, 1)}, nil
+	if cfg.TracerProvider == nil {
+		cfg.TracerProvider = tracenoop.NewTracerProvider()
+	}
+	return &Worker{cfg: cfg, owner: NewUUID(), wake: make(chan struct{}, 1),
+		tracer: cfg.TracerProvider.Tracer("github.com/spgateway/spgateway/gateway")}, nil
 }
 
 // Metrics returns the worker's counters.
@@ -262,8 +275,24 @@ func (w *Worker) RunOnce(ctx context.Context) (int, error) {
 	return len(events), nil
 }
 
+// The outcomes of an attempt, as its span records them.
+const (
+	outcomeDelivered = "delivered"
+	outcomeDiscarded = "discarded"
+	outcomeRetry     = "retry"
+	outcomeDead      = "dead"
+)
+
 func (w *Worker) attempt(ctx context.Context, e OutboxEvent) {
 	kind, _ := SplitDestination(e.Destination)
+	ctx, span := w.tracer.Start(ctx, "outbox.deliver", trace.WithSpanKind(trace.SpanKindProducer),
+		trace.WithAttributes(
+			attribute.String("spgateway.outbox.event_id", e.ID),
+			attribute.String("spgateway.outbox.event_kind", e.Kind),
+			attribute.String("spgateway.outbox.destination_kind", kind),
+			attribute.Int("spgateway.outbox.attempt", e.Attempts+1),
+		))
+	defer span.End()
 	var err error
 	if d, ok := w.cfg.Deliverers[kind]; ok {
 		w.cfg.Metrics.Attempts.Add(1)
@@ -277,15 +306,24 @@ func (w *Worker) attempt(ctx context.Context, e OutboxEvent) {
 	switch {
 	case err == nil || errors.Is(err, ErrDiscard):
 		e.Status, e.DeliveredAt, e.LastError = OutboxDelivered, now, ""
+		outcome := outcomeDiscarded
 		if err == nil {
 			w.cfg.Metrics.Delivered.Add(1)
+			outcome = outcomeDelivered
 		}
+		span.SetAttributes(attribute.String("spgateway.outbox.outcome", outcome))
 	case errors.As(err, &perm) || e.Attempts >= w.cfg.Retry.MaxAttempts:
+		// The error's text is in the log and the outbox row, not the span:
+		// a receiver's answer is not the gateway's to export.
+		span.SetAttributes(attribute.String("spgateway.outbox.outcome", outcomeDead))
+		span.SetStatus(codes.Error, outcomeDead)
 		w.cfg.Metrics.Failures.Add(1)
 		w.cfg.Metrics.DeadLetters.Add(1)
 		e.Status, e.LastError = OutboxDead, truncate(err.Error(), 500)
 		w.cfg.Log.Warn("outbox: dead letter", "event", e.ID, "destination", e.Destination, "attempts", e.Attempts, "err", e.LastError)
 	default:
+		span.SetAttributes(attribute.String("spgateway.outbox.outcome", outcomeRetry))
+		span.SetStatus(codes.Error, outcomeRetry)
 		w.cfg.Metrics.Failures.Add(1)
 		e.LastError = truncate(err.Error(), 500)
 		e.NextAttempt = now.Add(w.cfg.Retry.Delay(e.Attempts, rand.Float64))
@@ -298,6 +336,7 @@ func (w *Worker) attempt(ctx context.Context, e OutboxEvent) {
 		w.cfg.Log.Error("outbox: recording an attempt failed", "event", e.ID, "err", ferr)
 	}
 	if !counted {
+		span.SetAttributes(attribute.Bool("spgateway.outbox.superseded", true))
 		// Another worker took the event over (or the outcome was not
 		// recorded): its outcome, not this one, is what OnResult hears.
 		return

@@ -16,6 +16,8 @@ import (
 	"strings"
 	"time"
 
+	"go.opentelemetry.io/otel/trace"
+
 	"github.com/spgateway/spgateway/adapters/internal/outbound"
 	"github.com/spgateway/spgateway/adapters/internal/redact"
 	"github.com/spgateway/spgateway/gateway"
@@ -44,6 +46,8 @@ type Config struct {
 	// Client sends the requests. By default a client that does not follow
 	// redirects, so a referral goes only where it was configured to go.
 	Client *http.Client
+	// TracerProvider, when set, traces the default client's requests.
+	TracerProvider trace.TracerProvider
 }
 
 // Adapter delivers transactions to one provider's FHIR server.
@@ -71,7 +75,7 @@ func New(cfg Config) (*Adapter, error) {
 		a.timeout = DefaultTimeout
 	}
 	if a.client == nil {
-		a.client = outbound.Client()
+		a.client = outbound.Client(cfg.TracerProvider)
 	}
 	return a, nil
 }

@@ -17,6 +17,8 @@ import (
 	"strings"
 	"time"
 
+	"go.opentelemetry.io/otel/trace"
+
 	"github.com/spgateway/spgateway/adapters/internal/outbound"
 	"github.com/spgateway/spgateway/adapters/internal/redact"
 	"github.com/spgateway/spgateway/gateway"
@@ -57,6 +59,8 @@ type Config struct {
 	// Client sends the requests. By default a client that does not follow
 	// redirects, so a Task goes only to the endpoint the practice gave.
 	Client *http.Client
+	// TracerProvider, when set, traces the default client's requests.
+	TracerProvider trace.TracerProvider
 }
 
 // Adapter delivers to practices' Subscriptions.
@@ -76,7 +80,7 @@ func New(cfg Config) (*Adapter, error) {
 		a.timeout = DefaultTimeout
 	}
 	if a.client == nil {
-		a.client = outbound.Client()
+		a.client = outbound.Client(cfg.TracerProvider)
 	}
 	return a, nil
 }

@@ -20,6 +20,8 @@ import (
 	"strings"
 	"time"
 
+	"go.opentelemetry.io/otel/trace"
+
 	"github.com/spgateway/spgateway/adapters/internal/outbound"
 	"github.com/spgateway/spgateway/adapters/internal/redact"
 	"github.com/spgateway/spgateway/gateway"
@@ -60,6 +62,8 @@ type Config struct {
 	// Client sends the requests. By default a client that does not follow
 	// redirects, so a case record goes only where it was configured to go.
 	Client *http.Client
+	// TracerProvider, when set, traces the default client's requests.
+	TracerProvider trace.TracerProvider
 	// Now is the clock the signature's timestamp is read from.
 	Now func() time.Time
 }
@@ -90,7 +94,7 @@ func New(cfg Config) (*Adapter, error) {
 		a.timeout = DefaultTimeout
 	}
 	if a.client == nil {
-		a.client = outbound.Client()
+		a.client = outbound.Client(cfg.TracerProvider)
 	}
 	if a.now == nil {
 		a.now = time.Now

@@ -60,6 +60,7 @@ type Config struct {
 	PROMs       PROMsConfig     `yaml:"proms" envPrefix:"PROMS_"`
 	Outbox      OutboxConfig    `yaml:"outbox" envPrefix:"OUTBOX_"`
 	OAuth       OAuthConfig     `yaml:"oauth" envPrefix:"OAUTH_"`
+	Telemetry   TelemetryConfig `yaml:"telemetry" envPrefix:"TELEMETRY_"`
 
 	Practices []OrganizationConfig `yaml:"practices" env:"-" validate:"dive"`
 	Providers []ProviderConfig     `yaml:"providers" env:"-" validate:"dive"`
@@ -88,6 +89,10 @@ type LimitsConfig struct {
 	MaxJSONDepth int   `yaml:"max_json_depth" env:"MAX_JSON_DEPTH" validate:"min=8,max=1000"`
 	DefaultCount int   `yaml:"default_count" env:"DEFAULT_COUNT" validate:"min=1"`
 	MaxCount     int   `yaml:"max_count" env:"MAX_COUNT" validate:"min=1"`
+	// RatePerSecond and RateBurst are each authenticated client's token
+	// bucket, per replica; 0 turns the limit off.
+	RatePerSecond float64 `yaml:"rate_per_second" env:"RATE_PER_SECOND" validate:"min=0"`
+	RateBurst     int     `yaml:"rate_burst" env:"RATE_BURST" validate:"min=0"`
 }
 
 // DatabaseConfig says where the store is; see store.Config.
@@ -210,6 +215,11 @@ func defaultConfig() *Config {
 		PROMs:    PROMsConfig{SweepInterval: 5 * time.Minute},
 		Outbox:   defaultOutbox(),
 		OAuth:    OAuthConfig{TokenLifetime: oauth.DefaultTokenLifetime},
+		Telemetry: TelemetryConfig{
+			ServiceName: "spgateway",
+			Traces:      TracesConfig{Exporter: tracesNone, SampleRatio: 1},
+			Metrics:     MetricsConfig{Enabled: true},
+		},
 	}
 }
 
@@ -628,6 +638,8 @@ func describeType(t reflect.Type) string {
 		return "true or false"
 	case t.Kind() >= reflect.Int && t.Kind() <= reflect.Uint64:
 		return "a whole number"
+	case t.Kind() == reflect.Float64:
+		return "a number"
 	case t.Kind() == reflect.String:
 		return "a single value"
 	case t.Kind() == reflect.Slice:
@@ -814,6 +826,9 @@ func (c *Config) validate(ps *problems) {
 	c.validateDatabase(ps)
 	if c.Limits.DefaultCount > c.Limits.MaxCount {
 		ps.add("limits.default_count", "%d is more than limits.max_count (%d)", c.Limits.DefaultCount, c.Limits.MaxCount)
+	}
+	if c.Limits.RatePerSecond > 0 && c.Limits.RateBurst < 1 {
+		ps.add("limits.rate_burst", "must be at least 1 when limits.rate_per_second is set (got %d)", c.Limits.RateBurst)
 	}
 	if c.production() && c.NHSNumber.RelaxCheckDigit {
 		ps.add("nhs_number.relax_check_digit", "is refused in production: every NHS number must pass the check digit")

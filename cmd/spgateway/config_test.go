@@ -171,7 +171,7 @@ func TestProductionExample(t *testing.T) {
 	if m := c.caseRecords().Providers["PRV02"]; m.Format != "fhir" {
 		t.Errorf("PRV02 (fhirpush, no case_record) format = %q, want fhir", m.Format)
 	}
-	if _, err := c.deliverers(stubChannels{}); err != nil {
+	if _, err := c.deliverers(stubChannels{}, nil); err != nil {
 		t.Errorf("deliverers: %v", err)
 	}
 }
@@ -181,32 +181,38 @@ func TestEnvOverrides(t *testing.T) {
 	t.Setenv("SPGATEWAY_LOG_FORMAT", "json")
 
 	env := map[string]string{
-		"SPGATEWAY_SERVER_LISTEN":                "0.0.0.0:9090",
-		"SPGATEWAY_SERVER_BASE_URL":              "https://gw.example.org",
-		"SPGATEWAY_SERVER_READ_HEADER_TIMEOUT":   "3s",
-		"SPGATEWAY_SERVER_READ_TIMEOUT":          "4s",
-		"SPGATEWAY_SERVER_WRITE_TIMEOUT":         "5s",
-		"SPGATEWAY_SERVER_IDLE_TIMEOUT":          "6s",
-		"SPGATEWAY_SERVER_SHUTDOWN_TIMEOUT":      "7s",
-		"SPGATEWAY_LIMITS_MAX_BODY_BYTES":        "2048",
-		"SPGATEWAY_LIMITS_MAX_JSON_DEPTH":        "16",
-		"SPGATEWAY_LIMITS_DEFAULT_COUNT":         "10",
-		"SPGATEWAY_LIMITS_MAX_COUNT":             "20",
-		"SPGATEWAY_DATABASE_DRIVER":              "postgres",
-		"SPGATEWAY_DATABASE_DSN":                 "postgres://u:p@localhost/db",
-		"SPGATEWAY_DATABASE_MAX_READERS":         "3",
-		"SPGATEWAY_LOG_LEVEL":                    "warn",
-		"SPGATEWAY_NHS_NUMBER_RELAX_CHECK_DIGIT": "true",
-		"SPGATEWAY_ENVIRONMENT":                  "test",
-		"SPGATEWAY_PROMS_SWEEP_INTERVAL":         "90s",
-		"SPGATEWAY_OUTBOX_MAX_ATTEMPTS":          "5",
-		"SPGATEWAY_OUTBOX_BASE_DELAY":            "1s",
-		"SPGATEWAY_OUTBOX_MAX_DELAY":             "1m",
-		"SPGATEWAY_OUTBOX_BATCH":                 "8",
-		"SPGATEWAY_OUTBOX_LEASE":                 "30s",
-		"SPGATEWAY_OUTBOX_POLL":                  "250ms",
-		"SPGATEWAY_OUTBOX_TIMEOUT":               "5s",
-		"SPGATEWAY_OAUTH_TOKEN_LIFETIME":         "10m",
+		"SPGATEWAY_SERVER_LISTEN":                 "0.0.0.0:9090",
+		"SPGATEWAY_SERVER_BASE_URL":               "https://gw.example.org",
+		"SPGATEWAY_SERVER_READ_HEADER_TIMEOUT":    "3s",
+		"SPGATEWAY_SERVER_READ_TIMEOUT":           "4s",
+		"SPGATEWAY_SERVER_WRITE_TIMEOUT":          "5s",
+		"SPGATEWAY_SERVER_IDLE_TIMEOUT":           "6s",
+		"SPGATEWAY_SERVER_SHUTDOWN_TIMEOUT":       "7s",
+		"SPGATEWAY_LIMITS_MAX_BODY_BYTES":         "2048",
+		"SPGATEWAY_LIMITS_MAX_JSON_DEPTH":         "16",
+		"SPGATEWAY_LIMITS_DEFAULT_COUNT":          "10",
+		"SPGATEWAY_LIMITS_MAX_COUNT":              "20",
+		"SPGATEWAY_DATABASE_DRIVER":               "postgres",
+		"SPGATEWAY_DATABASE_DSN":                  "postgres://u:p@localhost/db",
+		"SPGATEWAY_DATABASE_MAX_READERS":          "3",
+		"SPGATEWAY_LOG_LEVEL":                     "warn",
+		"SPGATEWAY_NHS_NUMBER_RELAX_CHECK_DIGIT":  "true",
+		"SPGATEWAY_ENVIRONMENT":                   "test",
+		"SPGATEWAY_PROMS_SWEEP_INTERVAL":          "90s",
+		"SPGATEWAY_OUTBOX_MAX_ATTEMPTS":           "5",
+		"SPGATEWAY_OUTBOX_BASE_DELAY":             "1s",
+		"SPGATEWAY_OUTBOX_MAX_DELAY":              "1m",
+		"SPGATEWAY_OUTBOX_BATCH":                  "8",
+		"SPGATEWAY_OUTBOX_LEASE":                  "30s",
+		"SPGATEWAY_OUTBOX_POLL":                   "250ms",
+		"SPGATEWAY_OUTBOX_TIMEOUT":                "5s",
+		"SPGATEWAY_LIMITS_RATE_PER_SECOND":        "2.5",
+		"SPGATEWAY_LIMITS_RATE_BURST":             "10",
+		"SPGATEWAY_TELEMETRY_SERVICE_NAME":        "spgateway-test",
+		"SPGATEWAY_TELEMETRY_TRACES_EXPORTER":     "otlp",
+		"SPGATEWAY_TELEMETRY_TRACES_SAMPLE_RATIO": "0.25",
+		"SPGATEWAY_TELEMETRY_METRICS_ENABLED":     "false",
+		"SPGATEWAY_OAUTH_TOKEN_LIFETIME":          "10m",
 	}
 	c, err := loadConfig(developmentFile, envMap(env))
 	if err != nil {
@@ -219,7 +225,8 @@ func TestEnvOverrides(t *testing.T) {
 		ReadHeaderTimeout: 3 * time.Second, ReadTimeout: 4 * time.Second, WriteTimeout: 5 * time.Second,
 		IdleTimeout: 6 * time.Second, ShutdownTimeout: 7 * time.Second,
 	}
-	want.Limits = LimitsConfig{MaxBodyBytes: 2048, MaxJSONDepth: 16, DefaultCount: 10, MaxCount: 20}
+	want.Limits = LimitsConfig{MaxBodyBytes: 2048, MaxJSONDepth: 16, DefaultCount: 10, MaxCount: 20, RatePerSecond: 2.5, RateBurst: 10}
+	want.Telemetry = TelemetryConfig{ServiceName: "spgateway-test", Traces: TracesConfig{Exporter: "otlp", SampleRatio: 0.25}}
 	want.Database = DatabaseConfig{Driver: "postgres", DSN: "postgres://u:p@localhost/db", MaxReaders: 3}
 	want.Log = LogConfig{Level: "warn", Format: "text"} // format from the file, not the process
 	want.NHSNumber.RelaxCheckDigit = true
@@ -414,9 +421,28 @@ func TestConfigErrors(t *testing.T) {
 		want  []string
 		never []string // must not appear: secrets
 	}{
+		// Telemetry and the rate limit.
+		{name: "bad trace exporter", edits: []string{"limits:\n", "telemetry:\n  traces:\n    exporter: jaeger\nlimits:\n"},
+			want: []string{`telemetry.traces.exporter: must be one of none, stdout, otlp (got "jaeger")`}},
+		{name: "sample ratio above 1", edits: []string{"limits:\n", "telemetry:\n  traces:\n    sample_ratio: 1.5\nlimits:\n"},
+			want: []string{"telemetry.traces.sample_ratio: must be at most 1 (got 1.5)"}},
+		{name: "negative sample ratio from the environment", env: map[string]string{"SPGATEWAY_TELEMETRY_TRACES_SAMPLE_RATIO": "-0.1"},
+			want: []string{"telemetry.traces.sample_ratio: must be at least 0 (got -0.1) (set by SPGATEWAY_TELEMETRY_TRACES_SAMPLE_RATIO)"}},
+		{name: "sample ratio not a number", env: map[string]string{"SPGATEWAY_TELEMETRY_TRACES_SAMPLE_RATIO": "half"},
+			want: []string{`telemetry.traces.sample_ratio: SPGATEWAY_TELEMETRY_TRACES_SAMPLE_RATIO: want a number, got "half"`}},
+		{name: "metrics not a boolean", edits: []string{"limits:\n", "telemetry:\n  metrics:\n    enabled: sometimes\nlimits:\n"},
+			want: []string{"telemetry.metrics.enabled: want true or false"}},
+		{name: "empty service name", edits: []string{"limits:\n", "telemetry:\n  service_name: \"\"\nlimits:\n"},
+			want: []string{"telemetry.service_name: is required"}},
+		{name: "negative rate", edits: []string{"  max_count: 500\n", "  max_count: 500\n  rate_per_second: -1\n"},
+			want: []string{"limits.rate_per_second: must be at least 0 (got -1)"}},
+		{name: "rate without a burst", edits: []string{"  max_count: 500\n", "  max_count: 500\n  rate_per_second: 5\n"},
+			want: []string{"limits.rate_burst: must be at least 1 when limits.rate_per_second is set (got 0)"}},
+		{name: "negative burst", edits: []string{"  max_count: 500\n", "  max_count: 500\n  rate_burst: -3\n"},
+			want: []string{"limits.rate_burst: must be at least 0 (got -3)"}},
 		// The file itself.
 		{name: "unknown key", edits: []string{"environment: test\n", "environment: test\nenviroment: test\n"},
-			want: []string{"config: line 2: enviroment: unknown key (valid keys here: environment, server, limits, database, log, nhs_number, proms, outbox, oauth, practices, providers, routing, clients)"}},
+			want: []string{"config: line 2: enviroment: unknown key (valid keys here: environment, server, limits, database, log, nhs_number, proms, outbox, oauth, telemetry, practices, providers, routing, clients)"}},
 		{name: "unknown nested key", edits: []string{"  listen:", "  listn:"},
 			want: []string{"config: line 3: server.listn: unknown key (valid keys here: listen, base_url, read_header_timeout"}},
 		{name: "unknown key in a list item", edits: []string{"    role: admin", "    role: admin\n    organisation: A81001"},

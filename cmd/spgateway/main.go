@@ -82,7 +82,16 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	}
 	switch fmt.Sprint(words) {
 	case "[]", "[serve]":
-		return serve(ctx, cfg, newLogger(cfg, stderr))
+		tel, err := newTelemetry(ctx, cfg, stdout, nil)
+		if err != nil {
+			return err
+		}
+		err = serve(ctx, cfg, newLogger(cfg, stderr), tel)
+		// Last, after the outbox worker has stopped: the final spans and
+		// metrics are flushed.
+		sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		return errors.Join(err, tel.close(sctx))
 	case "[migrate]":
 		st, err := store.Open(ctx, cfg.storeConfig())
 		if err != nil {
@@ -116,9 +125,12 @@ func version() string {
 }
 
 // serve runs the gateway until ctx ends, then lets in-flight requests finish
-// within the shutdown timeout.
-func serve(ctx context.Context, cfg *Config, log *slog.Logger) error {
-	st, err := store.Open(ctx, cfg.storeConfig())
+// within the shutdown timeout. tel's providers are handed to each package;
+// the caller shuts them down.
+func serve(ctx context.Context, cfg *Config, log *slog.Logger, tel *telemetry) error {
+	scfg := cfg.storeConfig()
+	scfg.TracerProvider = tel.tracerProvider()
+	st, err := store.Open(ctx, scfg)
 	if err != nil {
 		return err
 	}
@@ -133,7 +145,7 @@ func serve(ctx context.Context, cfg *Config, log *slog.Logger) error {
 	if err != nil {
 		return err
 	}
-	deliverers, err := cfg.deliverers(svc)
+	deliverers, err := cfg.deliverers(svc, tel.tracerProvider())
 	if err != nil {
 		return err
 	}
@@ -146,8 +158,13 @@ func serve(ctx context.Context, cfg *Config, log *slog.Logger) error {
 		Poll:       cfg.Outbox.Poll,
 		Log:        log,
 		OnResult:   svc.DeliveryResult,
+
+		TracerProvider: tel.tracerProvider(),
 	})
 	if err != nil {
+		return err
+	}
+	if err := tel.observe(st, worker.Metrics()); err != nil {
 		return err
 	}
 	keys, ephemeral, err := cfg.tokenKeys()
@@ -164,6 +181,7 @@ func serve(ctx context.Context, cfg *Config, log *slog.Logger) error {
 		Keys:          keys,
 		JTIs:          st,
 		TokenLifetime: cfg.OAuth.TokenLifetime,
+		MeterProvider: tel.meterProvider(),
 	})
 	if err != nil {
 		return err
@@ -177,12 +195,17 @@ func serve(ctx context.Context, cfg *Config, log *slog.Logger) error {
 		Logger:       log,
 		Version:      version(),
 		Tokens:       tokens,
+
+		RatePerSecond:  cfg.Limits.RatePerSecond,
+		RateBurst:      cfg.Limits.RateBurst,
+		TracerProvider: tel.tracerProvider(),
+		MeterProvider:  tel.meterProvider(),
 	}, svc, cfg.authenticator(tokens))
 	if err != nil {
 		return err
 	}
 	srv := &http.Server{
-		Handler:           h,
+		Handler:           tel.handler(h),
 		ReadHeaderTimeout: cfg.Server.ReadHeaderTimeout,
 		ReadTimeout:       cfg.Server.ReadTimeout,
 		WriteTimeout:      cfg.Server.WriteTimeout,

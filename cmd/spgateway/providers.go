@@ -9,6 +9,8 @@ import (
 	"slices"
 	"time"
 
+	"go.opentelemetry.io/otel/trace"
+
 	"github.com/spgateway/spgateway/adapters/fhirpush"
 	"github.com/spgateway/spgateway/adapters/filedrop"
 	"github.com/spgateway/spgateway/adapters/resthook"
@@ -310,7 +312,7 @@ func (c *Config) retryPolicy() gateway.RetryPolicy {
 
 // deliverers builds each push provider's adapter, and the rest-hook
 // adapter of practices' Subscriptions over channels.
-func (c *Config) deliverers(channels resthook.Channels) (map[string]gateway.Deliverer, error) {
+func (c *Config) deliverers(channels resthook.Channels, tp trace.TracerProvider) (map[string]gateway.Deliverer, error) {
 	routes := gateway.ProviderRoutes{}
 	for _, p := range c.Providers {
 		d := p.Delivery
@@ -327,11 +329,11 @@ func (c *Config) deliverers(channels resthook.Channels) (map[string]gateway.Deli
 		)
 		switch d.Adapter {
 		case adapterWebhook:
-			a, err = webhook.New(webhook.Config{URL: d.URL, Secret: d.secret, Timeout: timeout})
+			a, err = webhook.New(webhook.Config{URL: d.URL, Secret: d.secret, Timeout: timeout, TracerProvider: tp})
 		case adapterFileDrop:
 			a, err = filedrop.New(filedrop.Config{Dir: d.Directory})
 		case adapterFHIRPush:
-			a, err = fhirpush.New(fhirpush.Config{BaseURL: d.BaseURL, Token: d.token, Timeout: timeout})
+			a, err = fhirpush.New(fhirpush.Config{BaseURL: d.BaseURL, Token: d.token, Timeout: timeout, TracerProvider: tp})
 		default:
 			err = fmt.Errorf("unknown adapter %q", d.Adapter)
 		}
@@ -340,7 +342,7 @@ func (c *Config) deliverers(channels resthook.Channels) (map[string]gateway.Deli
 		}
 		routes[p.Code] = a
 	}
-	hook, err := resthook.New(resthook.Config{Channels: channels, Timeout: c.Outbox.Timeout})
+	hook, err := resthook.New(resthook.Config{Channels: channels, Timeout: c.Outbox.Timeout, TracerProvider: tp})
 	if err != nil {
 		return nil, err
 	}

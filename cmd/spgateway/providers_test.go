@@ -124,7 +124,7 @@ func TestDevelopmentDeliveryExamples(t *testing.T) {
 					t.Errorf("adapter %q", p.Delivery.Adapter)
 				}
 			}
-			if _, err := c.deliverers(stubChannels{}); err != nil {
+			if _, err := c.deliverers(stubChannels{}, nil); err != nil {
 				t.Errorf("deliverers: %v", err)
 			}
 		})
@@ -176,7 +176,7 @@ func TestProviderConfigs(t *testing.T) {
     case_record: {fields: [case_id]}
     delivery: {adapter: filedrop, directory: ` + filepath.Join(dir, "b") + `}
 `, check: func(t *testing.T, c *Config) {
-			if _, err := c.deliverers(stubChannels{}); err != nil {
+			if _, err := c.deliverers(stubChannels{}, nil); err != nil {
 				t.Fatal(err)
 			}
 			for _, sub := range []string{"a", "b"} {
@@ -226,7 +226,7 @@ func TestProviderConfigs(t *testing.T) {
 			if _, err := gateway.NewService(c.gatewayConfig(stubStore{})); err != nil {
 				t.Errorf("gateway.NewService: %v", err)
 			}
-			if _, err := c.deliverers(stubChannels{}); err != nil {
+			if _, err := c.deliverers(stubChannels{}, nil); err != nil {
 				t.Errorf("deliverers: %v", err)
 			}
 			if tc.check != nil {

@@ -122,6 +122,24 @@ func (s *Store) OutboxDepth(ctx context.Context) (map[string]int, error) {
 	return out, nil
 }
 
+// TaskCountsByStatus counts current Tasks (referrals) by status, for the
+// metrics endpoint: one scan of the current Tasks, no patient data.
+func (s *Store) TaskCountsByStatus(ctx context.Context) (map[string]int, error) {
+	var rows []struct {
+		Status string `db:"status"`
+		N      int    `db:"n"`
+	}
+	if err := s.reader.SelectContext(ctx, &rows, `SELECT COALESCE(status, '') AS status, COUNT(*) AS n FROM resource_versions
+		WHERE type = 'Task' AND superseded_seq IS NULL GROUP BY status`); err != nil {
+		return nil, gateway.Internal("store.TaskCountsByStatus", err)
+	}
+	out := make(map[string]int, len(rows))
+	for _, r := range rows {
+		out[r.Status] = r.N
+	}
+	return out, nil
+}
+
 // ListOutbox returns events of a status, oldest first.
 func (s *Store) ListOutbox(ctx context.Context, status string, limit int) ([]gateway.OutboxEvent, error) {
 	var rows []outboxRow

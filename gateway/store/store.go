@@ -12,6 +12,7 @@ package store
 import (
 	"context"
 	"database/sql"
+	"database/sql/driver"
 	"embed"
 	"errors"
 	"fmt"
@@ -21,10 +22,14 @@ import (
 	"strings"
 	"time"
 
+	"github.com/XSAM/otelsql"
 	_ "github.com/jackc/pgx/v5/stdlib" // registers the "pgx" driver
 	"github.com/jmoiron/sqlx"
 	"github.com/pressly/goose/v3"
 	"github.com/pressly/goose/v3/lock"
+	"go.opentelemetry.io/otel/attribute"
+	metricnoop "go.opentelemetry.io/otel/metric/noop"
+	"go.opentelemetry.io/otel/trace"
 	_ "modernc.org/sqlite" // registers the "sqlite" driver
 
 	"github.com/spgateway/spgateway/gateway"
@@ -50,6 +55,10 @@ type Config struct {
 	MaxReaders int
 	// Now is the clock (default time.Now).
 	Now func() time.Time
+	// TracerProvider, when set, traces every statement run for a traced
+	// request or delivery (otelsql). Spans carry the statement text, never
+	// its arguments: every value is bound.
+	TracerProvider trace.TracerProvider
 }
 
 // Store implements gateway.Store.
@@ -105,7 +114,7 @@ func connect(cfg Config) (*Store, error) {
 		}
 		const opts = "_pragma=busy_timeout(10000)&_pragma=journal_mode(WAL)&_pragma=synchronous(NORMAL)&_pragma=foreign_keys(1)"
 		s.sqliteDSN = "file:" + path + "?" + opts
-		w, err := sqlx.Open("sqlite", s.sqliteDSN+"&_txlock=immediate")
+		w, err := open(cfg, "sqlite", s.sqliteDSN+"&_txlock=immediate")
 		if err != nil {
 			return nil, fmt.Errorf("store.Open: %w", err)
 		}
@@ -114,7 +123,7 @@ func connect(cfg Config) (*Store, error) {
 		w.SetMaxOpenConns(1)
 		w.SetMaxIdleConns(1)
 		w.SetConnMaxLifetime(0)
-		r, err := sqlx.Open("sqlite", "file:"+path+"?"+opts+"&_pragma=query_only(1)")
+		r, err := open(cfg, "sqlite", "file:"+path+"?"+opts+"&_pragma=query_only(1)")
 		if err != nil {
 			w.Close()
 			return nil, fmt.Errorf("store.Open: %w", err)
@@ -126,7 +135,7 @@ func connect(cfg Config) (*Store, error) {
 		s.writes, s.reads = newStmtCache(w, 64), newStmtCache(r, 256)
 	case DriverPostgres:
 		s.d = postgresDialect
-		db, err := sqlx.Open("pgx", cfg.DSN)
+		db, err := open(cfg, "pgx", cfg.DSN)
 		if err != nil {
 			return nil, fmt.Errorf("store.Open: %w", err)
 		}
@@ -138,6 +147,37 @@ func connect(cfg Config) (*Store, error) {
 		return nil, fmt.Errorf("store.Open: unknown driver %q (want %s or %s)", cfg.Driver, DriverSQLite, DriverPostgres)
 	}
 	return s, nil
+}
+
+// open opens a connection pool of driverName, wrapped in otelsql when cfg has a
+// TracerProvider.
+func open(cfg Config, driverName, dsn string) (*sqlx.DB, error) {
+	if cfg.TracerProvider == nil {
+		return sqlx.Open(driverName, dsn)
+	}
+	system := "sqlite"
+	if driverName == "pgx" {
+		system = "postgresql"
+	}
+	db, err := otelsql.Open(driverName, dsn,
+		otelsql.WithTracerProvider(cfg.TracerProvider),
+		otelsql.WithMeterProvider(metricnoop.NewMeterProvider()),
+		otelsql.WithAttributes(attribute.String("db.system.name", system)),
+		otelsql.WithSpanOptions(otelsql.SpanOptions{
+			OmitConnResetSession: true,
+			OmitRows:             true,
+			OmitConnectorConnect: true,
+			// A statement is traced as part of a request or a delivery; the
+			// outbox poll and the PROM sweep, every few seconds on every
+			// replica, would otherwise each make a trace of their own.
+			SpanFilter: func(ctx context.Context, _ otelsql.Method, _ string, _ []driver.NamedValue) bool {
+				return trace.SpanContextFromContext(ctx).IsValid()
+			},
+		}))
+	if err != nil {
+		return nil, err
+	}
+	return sqlx.NewDb(db, driverName), nil
 }
 
 // Migrate applies the embedded migrations that the database lacks. It holds

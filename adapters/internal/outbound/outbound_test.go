@@ -5,6 +5,10 @@ import (
 	"net/http/httptest"
 	"net/url"
 	"testing"
+
+	sdktrace "go.opentelemetry.io/otel/sdk/trace"
+	"go.opentelemetry.io/otel/sdk/trace/tracetest"
+	"go.opentelemetry.io/otel/trace"
 )
 
 func TestShown(t *testing.T) {
@@ -28,12 +32,49 @@ func TestClientDoesNotFollowRedirects(t *testing.T) {
 	defer target.Close()
 	srv := httptest.NewServer(http.RedirectHandler(target.URL, http.StatusTemporaryRedirect))
 	defer srv.Close()
-	resp, err := Client().Post(srv.URL, "application/json", nil)
+	resp, err := Client(nil).Post(srv.URL, "application/json", nil)
 	if err != nil {
 		t.Fatal(err)
 	}
 	resp.Body.Close()
 	if resp.StatusCode != http.StatusTemporaryRedirect || elsewhere != 0 {
 		t.Errorf("status %d, %d requests followed the redirect", resp.StatusCode, elsewhere)
+	}
+}
+
+func TestClientTraces(t *testing.T) {
+	var traceparent []string
+	srv := httptest.NewServer(http.HandlerFunc(func(_ http.ResponseWriter, r *http.Request) {
+		traceparent = append(traceparent, r.Header.Get("Traceparent"))
+	}))
+	defer srv.Close()
+	rec := tracetest.NewSpanRecorder()
+	tp := sdktrace.NewTracerProvider(sdktrace.WithSpanProcessor(rec))
+	ctx, parent := tp.Tracer("test").Start(t.Context(), "delivery")
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, srv.URL+"/in", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp, err := Client(tp).Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	parent.End()
+	var client []sdktrace.ReadOnlySpan
+	for _, s := range rec.Ended() {
+		if s.SpanKind() == trace.SpanKindClient {
+			client = append(client, s)
+		}
+	}
+	if len(client) != 1 || client[0].Parent().SpanID() != parent.SpanContext().SpanID() {
+		t.Fatalf("%d client spans, want 1 under the delivery's span", len(client))
+	}
+	if len(traceparent) != 1 || traceparent[0] != "" {
+		t.Errorf("the receiver was sent trace context %q; want none", traceparent)
+	}
+	// Without a TracerProvider the client is not instrumented.
+	if c := Client(nil); c.Transport != nil {
+		t.Errorf("Client(nil) has transport %T, want the default", c.Transport)
 	}
 }
