@@ -2,6 +2,7 @@ package fhir_test
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
 	"io"
 	"net/http"
@@ -36,7 +37,9 @@ type testGateway struct {
 	svc   *gateway.Service
 	fhir  *fhir.Server
 	store *store.Store
-	base  string // server root
+	audit *gateway.BatchAuditor
+	db    store.Config // where the store is, for tests that reach it directly
+	base  string       // server root
 }
 
 type gatewayOption func(*gateway.Config, *fhir.Config)
@@ -94,8 +97,24 @@ func newGateway(t testing.TB, engine string, opts ...gatewayOption) *testGateway
 	for _, o := range opts {
 		o(&gcfg, &fcfg)
 	}
-	st := storetest.Open(t, engine, gcfg.Now)
+	g.db = storetest.Config(t, engine)
+	g.db.Now = gcfg.Now
+	st := storetest.OpenConfig(t, g.db)
 	gcfg.Store = st
+	// Reads and refusals are audited through a batching auditor, as when
+	// serving; it is closed (and so written out) before the store.
+	aud, err := gateway.NewBatchAuditor(gateway.BatchAuditorConfig{Store: st})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		if err := aud.Close(context.Background()); err != nil {
+			t.Error(err)
+		}
+	})
+	if gcfg.Auditor == nil {
+		gcfg.Auditor = aud
+	}
 	if gcfg.Outbox == nil {
 		gcfg.Outbox = st
 	}
@@ -110,7 +129,7 @@ func newGateway(t testing.TB, engine string, opts ...gatewayOption) *testGateway
 	srv.Config.Handler = h
 	srv.Start()
 	t.Cleanup(srv.Close)
-	g.srv, g.svc, g.fhir, g.store = srv, svc, h, st
+	g.srv, g.svc, g.fhir, g.store, g.audit = srv, svc, h, st, aud
 	return g
 }
 

@@ -35,6 +35,7 @@ func (s *Server) requestLog(c *gin.Context) {
 	}
 	c.Set(requestIDKey, id)
 	c.Header("X-Request-Id", id)
+	s.withRequest(c, id)
 	c.Next()
 	route := c.FullPath()
 	if route == "" {

@@ -38,6 +38,10 @@ type Config struct {
 	Now func() time.Time
 	// Version is the software version reported in the CapabilityStatement.
 	Version string
+	// TrustedProxies are the addresses or CIDR ranges of proxies whose
+	// X-Forwarded-For the audit trail believes for a request's source
+	// address; none by default (the TCP peer is the source).
+	TrustedProxies []string
 }
 
 // Server is the FHIR API as an http.Handler.
@@ -105,6 +109,9 @@ func NewServer(cfg Config, svc *gateway.Service, auth gateway.Authenticator) (*S
 	r.RedirectTrailingSlash = false
 	r.RedirectFixedPath = false
 	r.ContextWithFallback = true
+	if err := r.SetTrustedProxies(cfg.TrustedProxies); err != nil {
+		return nil, fmt.Errorf("fhir.NewServer: trusted proxies: %w", err)
+	}
 	r.Use(s.recoverer, s.requestLog)
 	r.NoRoute(s.handle(func(c *gin.Context) error {
 		return gateway.Errorf(gateway.CodeNotFound, "no such endpoint")
