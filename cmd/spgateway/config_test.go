@@ -205,6 +205,9 @@ func TestEnvOverrides(t *testing.T) {
 		"SPGATEWAY_OUTBOX_LEASE":                 "30s",
 		"SPGATEWAY_OUTBOX_POLL":                  "250ms",
 		"SPGATEWAY_OUTBOX_TIMEOUT":               "5s",
+		"SPGATEWAY_SERVER_TRUSTED_PROXIES":       "10.0.0.1,192.168.0.0/16",
+		"SPGATEWAY_AUDIT_QUEUE":                  "100",
+		"SPGATEWAY_AUDIT_BATCH":                  "10",
 	}
 	c, err := loadConfig(developmentFile, envMap(env))
 	if err != nil {
@@ -216,7 +219,9 @@ func TestEnvOverrides(t *testing.T) {
 		Listen: "0.0.0.0:9090", BaseURL: "https://gw.example.org",
 		ReadHeaderTimeout: 3 * time.Second, ReadTimeout: 4 * time.Second, WriteTimeout: 5 * time.Second,
 		IdleTimeout: 6 * time.Second, ShutdownTimeout: 7 * time.Second,
+		TrustedProxies: []string{"10.0.0.1", "192.168.0.0/16"},
 	}
+	want.Audit = AuditConfig{Queue: 100, Batch: 10}
 	want.Limits = LimitsConfig{MaxBodyBytes: 2048, MaxJSONDepth: 16, DefaultCount: 10, MaxCount: 20}
 	want.Database = DatabaseConfig{Driver: "postgres", DSN: "postgres://u:p@localhost/db", MaxReaders: 3}
 	want.Log = LogConfig{Level: "warn", Format: "text"} // format from the file, not the process
@@ -412,7 +417,7 @@ func TestConfigErrors(t *testing.T) {
 	}{
 		// The file itself.
 		{name: "unknown key", edits: []string{"environment: test\n", "environment: test\nenviroment: test\n"},
-			want: []string{"config: line 2: enviroment: unknown key (valid keys here: environment, server, limits, database, log, nhs_number, proms, outbox, practices, providers, routing, clients)"}},
+			want: []string{"config: line 2: enviroment: unknown key (valid keys here: environment, server, limits, database, log, nhs_number, proms, outbox, audit, practices, providers, routing, clients)"}},
 		{name: "unknown nested key", edits: []string{"  listen:", "  listn:"},
 			want: []string{"config: line 3: server.listn: unknown key (valid keys here: listen, base_url, read_header_timeout"}},
 		{name: "unknown key in a list item", edits: []string{"    role: admin", "    role: admin\n    organisation: A81001"},
@@ -566,6 +571,11 @@ func TestConfigErrors(t *testing.T) {
 				"config: nhs_number.relax_check_digit: is refused in production: every NHS number must pass the check digit (set by SPGATEWAY_NHS_NUMBER_RELAX_CHECK_DIGIT)",
 				"config: clients[0].api_key: development keys are refused in production",
 			}},
+
+		{name: "bad trusted proxy", env: map[string]string{"SPGATEWAY_SERVER_TRUSTED_PROXIES": "10.0.0.1,the balancer"},
+			want: []string{"config: server.trusted_proxies[1]:"}},
+		{name: "empty audit queue", env: map[string]string{"SPGATEWAY_AUDIT_QUEUE": "0"},
+			want: []string{"config: audit.queue:"}},
 
 		// Several problems are reported together.
 		{name: "all problems at once", edits: []string{"driver: sqlite", "driver: mysql", "level: info", "level: loud", "id: admin", "id: provider-prv01"},
