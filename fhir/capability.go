@@ -43,25 +43,9 @@ type restJSON struct {
 }
 
 type securityJSON struct {
-	Extension   []extensionJSON       `json:"extension,omitempty"`
-	Service     []codeableConceptJSON `json:"service,omitempty"`
-	Description string                `json:"description"`
-}
-
-type extensionJSON struct {
-	URL       string          `json:"url"`
-	ValueURI  string          `json:"valueUri,omitempty"`
-	Extension []extensionJSON `json:"extension,omitempty"`
-}
-
-type codeableConceptJSON struct {
-	Coding []codingJSON `json:"coding"`
-	Text   string       `json:"text,omitempty"`
-}
-
-type codingJSON struct {
-	System string `json:"system"`
-	Code   string `json:"code"`
+	Extension   []extensionJSON `json:"extension,omitempty"`
+	Service     []conceptJSON   `json:"service,omitempty"`
+	Description string          `json:"description"`
 }
 
 // oauthURIs is the SMART extension that tells clients where the token
@@ -131,7 +115,7 @@ func (s *Server) capabilityStatement() ([]byte, error) {
 	if s.cfg.Tokens != nil {
 		rest.Security.Extension = []extensionJSON{{URL: oauthURIs,
 			Extension: []extensionJSON{{URL: "token", ValueURI: s.cfg.Tokens.TokenURL()}}}}
-		rest.Security.Service = []codeableConceptJSON{{
+		rest.Security.Service = []conceptJSON{{
 			Coding: []codingJSON{{System: "http://terminology.hl7.org/CodeSystem/restful-security-service", Code: "SMART-on-FHIR"}},
 			Text:   "OAuth 2.0 client credentials with a signed JWT client assertion (SMART Backend Services)"}}
 		rest.Security.Description = "Every request but GET /metadata needs Authorization: Bearer <access token>, " +

@@ -78,7 +78,9 @@ func (s *Server) readVersion(c *gin.Context, i interaction, version int) error {
 		return gateway.Errorf(gateway.CodeNotFound, "%s/%s is not known", typ, id)
 	}
 	var res gateway.Resource
-	if typ == gateway.TypeQuestionnaire {
+	if typ == gateway.TypeAuditEvent {
+		return s.readAudit(c, id)
+	} else if typ == gateway.TypeQuestionnaire {
 		in, ok := s.instrument(id)
 		if !ok || version > 1 {
 			return gateway.Errorf(gateway.CodeNotFound, "%s/%s is not known", typ, id)
@@ -143,6 +145,9 @@ func (s *Server) runSearch(c *gin.Context, params url.Values) error {
 	def, err := resourceFor(c.Param("type"), interactionSearch)
 	if err != nil {
 		return err
+	}
+	if def.typ == gateway.TypeAuditEvent {
+		return s.searchAudit(c, def, params)
 	}
 	ps, err := s.parseSearch(def, params, prefer(c, "").strict)
 	if err != nil {

@@ -45,7 +45,9 @@ type testGateway struct {
 	svc   *gateway.Service
 	fhir  *fhir.Server
 	store *store.Store
-	base  string // server root
+	audit *gateway.BatchAuditor
+	db    store.Config // where the store is, for tests that reach it directly
+	base  string       // server root
 }
 
 type gatewayOption func(*gateway.Config, *fhir.Config)
@@ -103,24 +105,32 @@ func newGateway(t testing.TB, engine string, opts ...gatewayOption) *testGateway
 	for _, o := range opts {
 		o(&gcfg, &fcfg)
 	}
-	var st *store.Store
+	g.db = storetest.Config(t, engine)
+	g.db.Now = gcfg.Now
 	if *traceAll && fcfg.TracerProvider == nil {
 		// Every request, statement and delivery traced, spans built and
 		// batched to an exporter that drops them: tracing's cost.
 		tp := sdktrace.NewTracerProvider(sdktrace.WithSampler(sdktrace.AlwaysSample()), sdktrace.WithBatcher(tracetest.NewNoopExporter()))
 		t.Cleanup(func() { _ = tp.Shutdown(context.Background()) })
 		fcfg.TracerProvider = tp
-		scfg := storetest.Config(t, engine)
-		scfg.Now, scfg.TracerProvider = gcfg.Now, tp
-		var err error
-		if st, err = store.Open(context.Background(), scfg); err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() { st.Close() })
-	} else {
-		st = storetest.Open(t, engine, gcfg.Now)
+		g.db.TracerProvider = tp
 	}
+	st := storetest.OpenConfig(t, g.db)
 	gcfg.Store = st
+	// Reads and refusals are audited through a batching auditor, as when
+	// serving; it is closed (and so written out) before the store.
+	aud, err := gateway.NewBatchAuditor(gateway.BatchAuditorConfig{Store: st})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		if err := aud.Close(context.Background()); err != nil {
+			t.Error(err)
+		}
+	})
+	if gcfg.Auditor == nil {
+		gcfg.Auditor = aud
+	}
 	if gcfg.Outbox == nil {
 		gcfg.Outbox = st
 	}
@@ -135,7 +145,7 @@ func newGateway(t testing.TB, engine string, opts ...gatewayOption) *testGateway
 	srv.Config.Handler = h
 	srv.Start()
 	t.Cleanup(srv.Close)
-	g.srv, g.svc, g.fhir, g.store = srv, svc, h, st
+	g.srv, g.svc, g.fhir, g.store, g.audit = srv, svc, h, st, aud
 	return g
 }
 

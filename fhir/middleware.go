@@ -36,6 +36,7 @@ func (s *Server) requestLog(c *gin.Context) {
 	}
 	c.Set(requestIDKey, id)
 	c.Header("X-Request-Id", id)
+	s.withRequest(c, id)
 	c.Next()
 	attrs := []slog.Attr{
 		slog.String("request_id", id),

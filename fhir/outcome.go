@@ -94,6 +94,7 @@ func (s *Server) writeError(c *gin.Context, err error) {
 	if code == gateway.CodeInternal || code == gateway.CodeUnavailable {
 		s.log.ErrorContext(c.Request.Context(), "request failed", "request_id", id, "route", c.FullPath(), "err", err.Error())
 	}
+	s.auditRefusal(c, err)
 	status, body := outcome(err, id)
 	switch code {
 	case gateway.CodeUnauthorized:

@@ -191,6 +191,19 @@ var resourceDefs = []resourceDef{
 			"error, while the endpoint fails, active again when it recovers.",
 	},
 	{
+		typ:          gateway.TypeAuditEvent,
+		interactions: []interaction{interactionRead, interactionSearch},
+		doc: "The audit trail, for operators (admin clients) only: one event per read, search, history, create, update, patch, " +
+			"delete or operation on patient data, per case API call and report, and per refused request (401, 403, 404…), " +
+			"with who (client, role, organisation), what (resource references only), when, the outcome and the source address. " +
+			"Newest first.",
+		params: []searchParam{
+			{name: "agent", typ: paramReference, doc: "Who: a client id, Organization/{code} or the bare code; commas for alternatives"},
+			{name: "entity", typ: paramReference, doc: "A resource touched, as Type/id; commas for alternatives"},
+			{name: "date", typ: paramDate, doc: "When recorded, with prefixes eq, ne, gt, ge, lt, le, sa, eb; repeat for a range"},
+		},
+	},
+	{
 		typ:          gateway.TypeOrganization,
 		interactions: []interaction{interactionRead, interactionVread, interactionSearch},
 		doc:          "Practices and providers from the gateway's configuration; the id is the ODS code or local id.",

@@ -54,6 +54,10 @@ type Config struct {
 	// by route and status. Neither is used when both are nil.
 	TracerProvider trace.TracerProvider
 	MeterProvider  metric.MeterProvider
+	// TrustedProxies are the addresses or CIDR ranges of proxies whose
+	// X-Forwarded-For the audit trail believes for a request's source
+	// address; none by default (the TCP peer is the source).
+	TrustedProxies []string
 }
 
 // Server is the FHIR API as an http.Handler.
@@ -130,6 +134,9 @@ func NewServer(cfg Config, svc *gateway.Service, auth gateway.Authenticator) (*S
 	r.RedirectTrailingSlash = false
 	r.RedirectFixedPath = false
 	r.ContextWithFallback = true
+	if err := r.SetTrustedProxies(cfg.TrustedProxies); err != nil {
+		return nil, fmt.Errorf("fhir.NewServer: trusted proxies: %w", err)
+	}
 	if cfg.TracerProvider != nil || cfg.MeterProvider != nil {
 		r.Use(s.telemetry(u.Host)...)
 	}

@@ -61,7 +61,7 @@ func (s *Server) update(c *gin.Context) error {
 
 // patch answers PATCH /fhir/Task/{id} with a JSON Patch (RFC 6902), applied
 // to the version If-Match names; the result is stored as an update.
-func (s *Server) patch(c *gin.Context) error {
+func (s *Server) patch(c *gin.Context) (err error) {
 	typ, id := c.Param("type"), c.Param("id")
 	if _, err := resourceFor(typ, interactionPatch); err != nil {
 		return err
@@ -81,7 +81,11 @@ func (s *Server) patch(c *gin.Context) error {
 	if err != nil || !gjson.ParseBytes(raw).IsArray() {
 		return gateway.Errorf(gateway.CodeInvalid, "the body is not a JSON Patch (an array of operations)")
 	}
-	cur, err := s.svc.Read(c.Request.Context(), principal(c), typ, id, 0)
+	// Reading the Task, applying the patch and saving it is one access.
+	ctx, end := s.svc.Audit(c.Request.Context(), principal(c), gateway.AuditPatch, typ, typ+"/"+id)
+	defer func() { err = end(err) }()
+	c.Request = c.Request.WithContext(ctx)
+	cur, err := s.svc.Read(ctx, principal(c), typ, id, 0)
 	if err != nil {
 		return err
 	}
@@ -290,6 +294,7 @@ type referenceJSON struct {
 	Reference  string          `json:"reference,omitempty"`
 	Type       string          `json:"type,omitempty"`
 	Identifier *identifierJSON `json:"identifier,omitempty"`
+	Display    string          `json:"display,omitempty"`
 }
 
 type identifierJSON struct {

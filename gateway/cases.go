@@ -180,7 +180,9 @@ type CaseQuery struct {
 // Cases returns a page of the provider's case records: its Tasks of the
 // query, oldest change first. It returns the records, the snapshot and
 // the change to continue after, and whether more follow.
-func (s *Service) Cases(ctx context.Context, p Principal, cq CaseQuery) ([][]byte, int64, int64, bool, error) {
+func (s *Service) Cases(ctx context.Context, p Principal, cq CaseQuery) (_ [][]byte, _, _ int64, _ bool, err error) {
+	a, ctx := s.begin(ctx, p, AuditCaseList, TypeTask)
+	defer func() { err = a.end(ctx, err) }()
 	if err := s.caseProvider(p); err != nil {
 		return nil, 0, 0, false, err
 	}
@@ -197,7 +199,7 @@ func (s *Service) Cases(ctx context.Context, p Principal, cq CaseQuery) ([][]byt
 		out  [][]byte
 		page SearchPage
 	)
-	err := s.store.View(ctx, func(v View) error {
+	err = s.store.View(ctx, func(v View) error {
 		var err error
 		if page, err = v.Search(ctx, q); err != nil {
 			return err
@@ -211,6 +213,7 @@ func (s *Service) Cases(ctx context.Context, p Principal, cq CaseQuery) ([][]byt
 			if err != nil {
 				return err
 			}
+			a.touch(docs.resources()...)
 			out = append(out, rec)
 		}
 		return nil
@@ -226,12 +229,13 @@ func (s *Service) Cases(ctx context.Context, p Principal, cq CaseQuery) ([][]byt
 }
 
 // Case returns the provider's case record of its Task id.
-func (s *Service) Case(ctx context.Context, p Principal, id string) ([]byte, error) {
+func (s *Service) Case(ctx context.Context, p Principal, id string) (rec []byte, err error) {
+	a, ctx := s.begin(ctx, p, AuditCaseRead, TypeTask, TypeTask+"/"+id)
+	defer func() { err = a.end(ctx, err) }()
 	if err := s.caseProvider(p); err != nil {
 		return nil, err
 	}
-	var rec []byte
-	err := s.store.View(ctx, func(v View) error {
+	err = s.store.View(ctx, func(v View) error {
 		t, err := v.GetFor(ctx, p.Org, TypeTask, id, 0)
 		if err != nil {
 			return err
@@ -243,17 +247,25 @@ func (s *Service) Case(ctx context.Context, p Principal, id string) ([]byte, err
 		if err != nil {
 			return err
 		}
+		a.touch(docs.resources()...)
 		rec, err = s.renderCase(p.Org, docs)
 		return err
 	})
 	return rec, err
 }
 
+// resources are the documents a case record is made of.
+func (d ReferralDocuments) resources() []Resource {
+	return append([]Resource{d.Task, d.Request, d.Patient}, d.Related...)
+}
+
 // ApplyCaseEvent applies a provider's event to its case (Task id): a
 // status, reason, business status or note goes through the same rules as a
 // FHIR update (403, 409, 422 as there); a PROM is recorded as
 // RecordPROM does. It returns the provider's case record afterwards.
-func (s *Service) ApplyCaseEvent(ctx context.Context, p Principal, id string, body []byte) ([]byte, error) {
+func (s *Service) ApplyCaseEvent(ctx context.Context, p Principal, id string, body []byte) (_ []byte, err error) {
+	a, ctx := s.begin(ctx, p, AuditCaseEvent, TypeTask, TypeTask+"/"+id)
+	defer func() { err = a.end(ctx, err) }()
 	if err := s.caseProvider(p); err != nil {
 		return nil, err
 	}
@@ -270,6 +282,7 @@ func (s *Service) ApplyCaseEvent(ctx context.Context, p Principal, id string, bo
 		if _, err := taskRole(p, t); err != nil {
 			return nil, err
 		}
+		a.touchReferral(t)
 		ev.PROM.SubjectID, ev.PROM.BasedOnID = t.Index.PatientID, t.Index.ReferralID
 		if _, err := s.RecordPROM(ctx, p, ev.PROM); err != nil {
 			return nil, err
@@ -283,6 +296,8 @@ func (s *Service) ApplyCaseEvent(ctx context.Context, p Principal, id string, bo
 		if err != nil {
 			return nil, err
 		}
+		// The answer is the case record: the referral and patient too.
+		a.touchReferral(cur)
 		edit := TaskEdit{ID: cur.ID, Version: cur.Version, Now: s.now(), Status: ev.Status, Reason: ev.Reason,
 			BusinessStatus: ev.BusinessStatus, AddNote: ev.Note}
 		body, err := s.docs.WriteTask(cur.Body, edit)

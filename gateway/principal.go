@@ -14,6 +14,9 @@ const (
 	RolePractice Role = "practice"
 	RoleProvider Role = "provider"
 	RoleAdmin    Role = "admin"
+	// RoleSystem is the gateway acting on its own (scheduled work); no
+	// client has it.
+	RoleSystem Role = "system"
 )
 
 // Principal is an authenticated client. Org is the ODS code (or local id) of
@@ -119,6 +122,7 @@ var permissions = map[Role]map[string][]Action{
 	RoleAdmin: {
 		TypeOrganization:  {ActionRead, ActionSearch},
 		TypeQuestionnaire: {ActionRead, ActionSearch},
+		TypeAuditEvent:    {ActionRead, ActionSearch},
 	},
 }
 

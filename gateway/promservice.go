@@ -2,6 +2,7 @@ package gateway
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"time"
 )
@@ -94,7 +95,9 @@ func (s *Service) programme(provider string) Programme {
 // item) for a response that breaks a rule, CodeNotFound for a referral that
 // is not the caller's, and CodeConflict when its Task is not accepted and
 // open.
-func (s *Service) RecordPROM(ctx context.Context, p Principal, r *PROMResponse) (*PROMResult, error) {
+func (s *Service) RecordPROM(ctx context.Context, p Principal, r *PROMResponse) (_ *PROMResult, err error) {
+	a, ctx := s.begin(ctx, p, AuditCreate, TypeQuestionnaireResponse)
+	defer func() { err = a.end(ctx, err) }()
 	if p.Role != RoleProvider {
 		return nil, Errorf(CodeForbidden, "only the provider of a referral records its PROMs")
 	}
@@ -107,10 +110,7 @@ func (s *Service) RecordPROM(ctx context.Context, p Principal, r *PROMResponse) 
 	if r.Status != "completed" {
 		issues = append(issues, issue(IssueValue, "QuestionnaireResponse.status", "only a completed response is scored, not %q", r.Status))
 	}
-	var (
-		authored Period
-		err      error
-	)
+	var authored Period
 	if r.Authored == "" {
 		issues = append(issues, issue(IssueRequired, "QuestionnaireResponse.authored", "authored is required: when the patient answered"))
 	} else if authored, err = ParseDateTime(r.Authored); err != nil {
@@ -135,7 +135,7 @@ func (s *Service) RecordPROM(ctx context.Context, p Principal, r *PROMResponse) 
 		return nil, err
 	}
 	res := &PROMResult{}
-	err = s.store.Update(ctx, func(tx Tx) error {
+	err = s.update(ctx, a, func(tx Tx) error {
 		if _, err := tx.GetFor(ctx, p.Org, TypeServiceRequest, r.BasedOnID, 0); err != nil {
 			return err
 		}
@@ -238,12 +238,16 @@ func milestones(x *Index, before, after TaskState, now time.Time) {
 // whose next follow-up PROM is due by now and not yet marked, each as a new
 // version written by the gateway itself. It returns how many it marked. It
 // is meant to run every few minutes; running it twice marks nothing twice.
-func (s *Service) MarkPROMsDue(ctx context.Context, now time.Time) (int, error) {
-	marked := 0
-	err := s.store.Update(ctx, func(tx Tx) error {
+func (s *Service) MarkPROMsDue(ctx context.Context, now time.Time) (marked int, err error) {
+	a, ctx := s.begin(ctx, promSchedule, AuditUpdate, TypeTask)
+	err = s.update(ctx, a, func(tx Tx) error {
+		marked = 0
 		due, err := tx.DuePROMs(ctx, now, 500)
 		if err != nil {
 			return err
+		}
+		if len(due) == 0 {
+			return errNoneDue // nothing to write, nor to audit
 		}
 		for _, t := range due {
 			state, err := s.docs.Task(t.Body)
@@ -251,7 +255,7 @@ func (s *Service) MarkPROMsDue(ctx context.Context, now time.Time) (int, error) 
 				return Internal("read stored Task", err)
 			}
 			edit := TaskEdit{ID: t.ID, Version: t.Version + 1, Now: tx.Now(), BusinessStatus: BusinessFollowUpPROMDue,
-				ChangedBy: Principal{ClientID: "spgateway PROM schedule"}}
+				ChangedBy: promSchedule}
 			if _, err := s.writeTask(ctx, tx, t, t.Body, state, edit); err != nil {
 				return err
 			}
@@ -259,5 +263,13 @@ func (s *Service) MarkPROMsDue(ctx context.Context, now time.Time) (int, error) 
 		}
 		return nil
 	})
-	return marked, err
+	if errors.Is(err, errNoneDue) {
+		return 0, nil
+	}
+	return marked, a.end(ctx, err)
 }
+
+// promSchedule is the gateway itself, marking follow-up PROMs due.
+var promSchedule = Principal{ClientID: "spgateway PROM schedule", Role: RoleSystem}
+
+var errNoneDue = errors.New("no PROM is due")

@@ -91,7 +91,9 @@ var errDuplicateReferral = errors.New("referral already received")
 // CodeForbidden when the caller is not the referring practice and
 // CodeUnprocessable, listing every broken rule, when the referral is invalid
 // or no provider takes it.
-func (s *Service) SubmitReferral(ctx context.Context, p Principal, r *Referral) (*ReferralResult, error) {
+func (s *Service) SubmitReferral(ctx context.Context, p Principal, r *Referral) (_ *ReferralResult, err error) {
+	a, ctx := s.begin(ctx, p, AuditCreate, TypeServiceRequest)
+	defer func() { err = a.end(ctx, err) }()
 	if err := authorize(p, ActionCreate, TypeServiceRequest); err != nil {
 		return nil, err
 	}
@@ -106,13 +108,23 @@ func (s *Service) SubmitReferral(ctx context.Context, p Principal, r *Referral) 
 		return nil, err
 	}
 	var res *ReferralResult
-	err = s.store.Update(ctx, func(tx Tx) error {
+	err = s.update(ctx, a, func(tx Tx) error {
 		var err error
 		res, err = s.writeReferral(ctx, tx, p, provider, r)
 		return err
 	})
 	if errors.Is(err, errDuplicateReferral) {
-		return s.existingReferral(ctx, p.Org, r)
+		// Nothing written: the practice is told what it sent before.
+		res, err := s.existingReferral(ctx, p.Org, r)
+		if err == nil {
+			for _, e := range res.Entries {
+				if e.Resource != nil {
+					a.touch(*e.Resource)
+				}
+			}
+			a.touch(res.Task)
+		}
+		return res, err
 	}
 	if err != nil {
 		return nil, err

@@ -102,13 +102,15 @@ func reportScope(p Principal, q *ReportQuery) error {
 
 // FunnelReport returns the referral funnel over a period, per practice and
 // provider.
-func (s *Service) FunnelReport(ctx context.Context, p Principal, q ReportQuery) ([]FunnelRow, error) {
+func (s *Service) FunnelReport(ctx context.Context, p Principal, q ReportQuery) (_ []FunnelRow, err error) {
+	a, ctx := s.begin(ctx, p, AuditReport, "")
+	defer func() { err = a.end(ctx, err) }()
 	if err := reportScope(p, &q); err != nil {
 		return nil, err
 	}
 	q.Now = s.now()
 	var rows []FunnelRow
-	err := s.store.View(ctx, func(v View) error {
+	err = s.store.View(ctx, func(v View) error {
 		var err error
 		rows, err = v.Funnel(ctx, q)
 		return err
@@ -118,7 +120,9 @@ func (s *Service) FunnelReport(ctx context.Context, p Principal, q ReportQuery) 
 
 // OutcomesReport returns PROMs done, due and overdue, the completion rate
 // and the mean change from baseline, per provider and instrument.
-func (s *Service) OutcomesReport(ctx context.Context, p Principal, q ReportQuery) ([]OutcomeRow, error) {
+func (s *Service) OutcomesReport(ctx context.Context, p Principal, q ReportQuery) (_ []OutcomeRow, err error) {
+	a, ctx := s.begin(ctx, p, AuditReport, "")
+	defer func() { err = a.end(ctx, err) }()
 	if err := reportScope(p, &q); err != nil {
 		return nil, err
 	}
@@ -128,7 +132,7 @@ func (s *Service) OutcomesReport(ctx context.Context, p Principal, q ReportQuery
 		changes  []PROMChange
 		schedule []PROMSchedule
 	)
-	err := s.store.View(ctx, func(v View) error {
+	err = s.store.View(ctx, func(v View) error {
 		var err error
 		counts, changes, schedule, err = v.Outcomes(ctx, q)
 		return err

@@ -34,6 +34,10 @@ type Config struct {
 	Wake func()
 	// Outbox, when set, lets operators see and redrive deliveries.
 	Outbox Outbox
+	// Auditor keeps the audit events of reads and refusals; the default
+	// writes each in a transaction of its own (serving uses a
+	// BatchAuditor). Writes audit themselves in their own transaction.
+	Auditor Auditor
 	// Now and NewID default to the wall clock and random UUIDs.
 	Now   func() time.Time
 	NewID func() string
@@ -54,6 +58,7 @@ type Service struct {
 	pushes      map[string]bool
 	wake        func()
 	outbox      Outbox
+	auditor     Auditor
 	now         func() time.Time
 	newID       func() string
 }
@@ -79,6 +84,10 @@ func NewService(cfg Config) (*Service, error) {
 	}
 	if s.newID == nil {
 		s.newID = NewUUID
+	}
+	s.auditor = cfg.Auditor
+	if s.auditor == nil {
+		s.auditor = StoreAuditor{Store: cfg.Store}
 	}
 	s.instruments = BuiltInInstruments()
 	for _, in := range cfg.Instruments {
@@ -140,12 +149,17 @@ func (s *Service) Ready(ctx context.Context) error {
 // resource the caller may read. It returns CodeForbidden for a type the
 // caller's role may not read and CodeNotFound for anything else it may not
 // see.
-func (s *Service) Read(ctx context.Context, p Principal, typ, id string, version int) (Resource, error) {
+func (s *Service) Read(ctx context.Context, p Principal, typ, id string, version int) (res Resource, err error) {
+	action := AuditRead
+	if version > 0 {
+		action = AuditVread
+	}
+	a, ctx := s.begin(ctx, p, action, typ, typ+"/"+id)
+	defer func() { err = a.end(ctx, err) }()
 	if err := authorize(p, ActionRead, typ); err != nil {
 		return Resource{}, err
 	}
-	var res Resource
-	err := s.store.View(ctx, func(v View) error {
+	err = s.store.View(ctx, func(v View) error {
 		var err error
 		res, err = v.GetFor(ctx, p.Org, typ, id, version)
 		return err
@@ -153,13 +167,16 @@ func (s *Service) Read(ctx context.Context, p Principal, typ, id string, version
 	if err != nil {
 		return Resource{}, err
 	}
+	a.touch(res)
 	return s.view(p, res)
 }
 
 // Search runs q for the caller: q.Org is always the caller's organisation.
 // It returns CodeForbidden for a type (or included type) the caller's role
 // may not search.
-func (s *Service) Search(ctx context.Context, p Principal, q SearchQuery) (SearchPage, error) {
+func (s *Service) Search(ctx context.Context, p Principal, q SearchQuery) (page SearchPage, err error) {
+	a, ctx := s.begin(ctx, p, AuditSearch, q.Type)
+	defer func() { err = a.end(ctx, err) }()
 	if err := authorize(p, ActionSearch, q.Type); err != nil {
 		return SearchPage{}, err
 	}
@@ -169,8 +186,7 @@ func (s *Service) Search(ctx context.Context, p Principal, q SearchQuery) (Searc
 		}
 	}
 	q.Org = p.Org
-	var page SearchPage
-	err := s.store.View(ctx, func(v View) error {
+	err = s.store.View(ctx, func(v View) error {
 		var err error
 		page, err = v.Search(ctx, q)
 		return err
@@ -178,6 +194,8 @@ func (s *Service) Search(ctx context.Context, p Principal, q SearchQuery) (Searc
 	if err != nil {
 		return SearchPage{}, err
 	}
+	a.touch(page.Matches...)
+	a.touch(page.Included...)
 	for _, list := range [][]Resource{page.Matches, page.Included} {
 		for i := range list {
 			if list[i], err = s.view(p, list[i]); err != nil {

@@ -49,6 +49,11 @@ type View interface {
 	// due date.
 	DuePROMs(ctx context.Context, now time.Time, limit int) ([]Resource, error)
 	Reports
+	// AuditEvents returns a page of the audit trail, newest first. It
+	// returns CodeInvalid for a query it cannot run.
+	AuditEvents(ctx context.Context, q AuditQuery) (AuditPage, error)
+	// AuditEvent returns one audit event, or CodeNotFound.
+	AuditEvent(ctx context.Context, id string) (AuditEvent, error)
 }
 
 // Tx is a write transaction.
@@ -72,6 +77,9 @@ type Tx interface {
 	// transaction commits. It sets each event's Seq, CreatedAt and
 	// NextAttempt (Now) and Status (pending).
 	Enqueue(ctx context.Context, events ...OutboxEvent) error
+	// Audit appends events to the audit trail, which is never changed
+	// afterwards.
+	Audit(ctx context.Context, events ...AuditEvent) error
 }
 
 // Errors wrapped by Tx.Put.

@@ -108,7 +108,9 @@ const MaxSubscriptions = 10
 // CodeForbidden for a client that is not a practice and CodeUnprocessable
 // for criteria, channel or payload it does not support, or when the
 // practice already has MaxSubscriptions.
-func (s *Service) CreateSubscription(ctx context.Context, p Principal, body []byte) (Resource, error) {
+func (s *Service) CreateSubscription(ctx context.Context, p Principal, body []byte) (_ Resource, err error) {
+	a, ctx := s.begin(ctx, p, AuditCreate, TypeSubscription)
+	defer func() { err = a.end(ctx, err) }()
 	if p.Role != RolePractice {
 		return Resource{}, Errorf(CodeForbidden, "Subscriptions are for practices, to hear of their Tasks")
 	}
@@ -120,7 +122,7 @@ func (s *Service) CreateSubscription(ctx context.Context, p Principal, body []by
 		return Resource{}, err
 	}
 	var out Resource
-	err = s.store.Update(ctx, func(tx Tx) error {
+	err = s.update(ctx, a, func(tx Tx) error {
 		live, err := s.subscriptionsOf(ctx, tx, p.Org)
 		if err != nil {
 			return err
@@ -143,11 +145,13 @@ func (s *Service) CreateSubscription(ctx context.Context, p Principal, body []by
 
 // DeleteSubscription deletes a practice's Subscription: nothing more is
 // delivered to it, and reading it answers 410.
-func (s *Service) DeleteSubscription(ctx context.Context, p Principal, id string) error {
+func (s *Service) DeleteSubscription(ctx context.Context, p Principal, id string) (err error) {
+	a, ctx := s.begin(ctx, p, AuditDelete, TypeSubscription, TypeSubscription+"/"+id)
+	defer func() { err = a.end(ctx, err) }()
 	if p.Role != RolePractice {
 		return Errorf(CodeForbidden, "Subscriptions are for practices")
 	}
-	return s.store.Update(ctx, func(tx Tx) error {
+	return s.update(ctx, a, func(tx Tx) error {
 		cur, err := tx.GetFor(ctx, p.Org, TypeSubscription, id, 0)
 		if err != nil {
 			return err

@@ -39,7 +39,9 @@ func (s *Service) edited(p Principal) (Principal, Organization) {
 // of a final Task), and CodeUnprocessable for missing or wrong reasons and
 // codes. It adds the SNOMED CT outcome the change implies, and a practice's
 // cancellation revokes the ServiceRequest in the same transaction.
-func (s *Service) UpdateTask(ctx context.Context, p Principal, id string, ifMatch int, body []byte) (Resource, error) {
+func (s *Service) UpdateTask(ctx context.Context, p Principal, id string, ifMatch int, body []byte) (_ Resource, err error) {
+	a, ctx := s.begin(ctx, p, AuditUpdate, TypeTask, TypeTask+"/"+id)
+	defer func() { err = a.end(ctx, err) }()
 	if err := authorize(p, ActionUpdate, TypeTask); err != nil {
 		return Resource{}, err
 	}
@@ -51,7 +53,7 @@ func (s *Service) UpdateTask(ctx context.Context, p Principal, id string, ifMatc
 		return Resource{}, err
 	}
 	var out Resource
-	err = s.store.Update(ctx, func(tx Tx) error {
+	err = s.update(ctx, a, func(tx Tx) error {
 		cur, err := tx.GetFor(ctx, p.Org, TypeTask, id, 0)
 		if err != nil {
 			return err
@@ -207,7 +209,9 @@ func (s *Service) writeRequest(ctx context.Context, tx Tx, cur Resource, body []
 // CodeForbidden for any other change, CodeConflict when the referral or its
 // Task is already final, CodePreconditionFailed for a stale ifMatch, and
 // CodeUnprocessable for a revocation without a coded reason.
-func (s *Service) UpdateRequest(ctx context.Context, p Principal, id string, ifMatch int, body []byte) (Resource, error) {
+func (s *Service) UpdateRequest(ctx context.Context, p Principal, id string, ifMatch int, body []byte) (_ Resource, err error) {
+	a, ctx := s.begin(ctx, p, AuditUpdate, TypeServiceRequest, TypeServiceRequest+"/"+id)
+	defer func() { err = a.end(ctx, err) }()
 	if p.Role != RolePractice {
 		return Resource{}, Errorf(CodeForbidden, "only the referring practice may update a ServiceRequest")
 	}
@@ -216,7 +220,7 @@ func (s *Service) UpdateRequest(ctx context.Context, p Principal, id string, ifM
 		return Resource{}, err
 	}
 	var out Resource
-	err = s.store.Update(ctx, func(tx Tx) error {
+	err = s.update(ctx, a, func(tx Tx) error {
 		cur, err := tx.GetFor(ctx, p.Org, TypeServiceRequest, id, 0)
 		if err != nil {
 			return err
@@ -309,7 +313,9 @@ func CheckRequestChange(from, to string, changed []string) error {
 // Tasks moved, CodeForbidden for a caller that is not a provider, and
 // CodeUnprocessable for identifiers without system and value or a caseload
 // over MaxReassign.
-func (s *Service) Reassign(ctx context.Context, p Principal, from, to Identifier) ([]string, error) {
+func (s *Service) Reassign(ctx context.Context, p Principal, from, to Identifier) (_ []string, err error) {
+	a, ctx := s.begin(ctx, p, AuditOperation, TypeTask)
+	defer func() { err = a.end(ctx, err) }()
 	if p.Role != RoleProvider {
 		return nil, Errorf(CodeForbidden, "only a provider hands over its link workers' caseloads")
 	}
@@ -327,7 +333,7 @@ func (s *Service) Reassign(ctx context.Context, p Principal, from, to Identifier
 		return nil, err
 	}
 	var moved []string
-	err := s.store.Update(ctx, func(tx Tx) error {
+	err = s.update(ctx, a, func(tx Tx) error {
 		page, err := tx.Search(ctx, SearchQuery{
 			Type: TypeTask, Org: p.Org, Count: MaxReassign,
 			Filters: []Filter{
@@ -370,12 +376,13 @@ func (id Identifier) Key() string { return id.System + "|" + id.Value }
 // History returns the versions of a resource the caller may read, newest
 // first: at most limit of them, older than version before (0: from the
 // newest).
-func (s *Service) History(ctx context.Context, p Principal, typ, id string, before, limit int) ([]Resource, error) {
+func (s *Service) History(ctx context.Context, p Principal, typ, id string, before, limit int) (out []Resource, err error) {
+	a, ctx := s.begin(ctx, p, AuditHistory, typ, typ+"/"+id)
+	defer func() { err = a.end(ctx, err) }()
 	if err := authorize(p, ActionRead, typ); err != nil {
 		return nil, err
 	}
-	var out []Resource
-	err := s.store.View(ctx, func(v View) error {
+	err = s.store.View(ctx, func(v View) error {
 		var err error
 		out, err = v.History(ctx, p.Org, typ, id, before, limit)
 		return err

@@ -61,6 +61,7 @@ type Config struct {
 	Outbox      OutboxConfig    `yaml:"outbox" envPrefix:"OUTBOX_"`
 	OAuth       OAuthConfig     `yaml:"oauth" envPrefix:"OAUTH_"`
 	Telemetry   TelemetryConfig `yaml:"telemetry" envPrefix:"TELEMETRY_"`
+	Audit       AuditConfig     `yaml:"audit" envPrefix:"AUDIT_"`
 
 	Practices []OrganizationConfig `yaml:"practices" env:"-" validate:"dive"`
 	Providers []ProviderConfig     `yaml:"providers" env:"-" validate:"dive"`
@@ -81,6 +82,19 @@ type ServerConfig struct {
 	WriteTimeout      time.Duration `yaml:"write_timeout" env:"WRITE_TIMEOUT" validate:"gt=0"`
 	IdleTimeout       time.Duration `yaml:"idle_timeout" env:"IDLE_TIMEOUT" validate:"gt=0"`
 	ShutdownTimeout   time.Duration `yaml:"shutdown_timeout" env:"SHUTDOWN_TIMEOUT" validate:"gt=0"`
+	// TrustedProxies are the proxies (addresses or CIDR ranges) whose
+	// X-Forwarded-For gives the source address the audit trail records;
+	// none by default, so the TCP peer is the source.
+	TrustedProxies []string `yaml:"trusted_proxies" env:"TRUSTED_PROXIES" validate:"dive,ip|cidr"`
+}
+
+// AuditConfig sizes the auditor that writes the audit events of reads and
+// refusals in batches (writes are audited in their own transaction).
+type AuditConfig struct {
+	// Queue is how many events may wait; requests wait for room beyond it.
+	Queue int `yaml:"queue" env:"QUEUE" validate:"min=1,max=1000000"`
+	// Batch is the most events one insert writes.
+	Batch int `yaml:"batch" env:"BATCH" validate:"min=1,max=10000"`
 }
 
 // LimitsConfig bounds what one request may cost the server.
@@ -220,6 +234,7 @@ func defaultConfig() *Config {
 			Traces:      TracesConfig{Exporter: tracesNone, SampleRatio: 1},
 			Metrics:     MetricsConfig{Enabled: true},
 		},
+		Audit: AuditConfig{Queue: 4096, Batch: 256},
 	}
 }
 

@@ -213,6 +213,9 @@ func TestEnvOverrides(t *testing.T) {
 		"SPGATEWAY_TELEMETRY_TRACES_SAMPLE_RATIO": "0.25",
 		"SPGATEWAY_TELEMETRY_METRICS_ENABLED":     "false",
 		"SPGATEWAY_OAUTH_TOKEN_LIFETIME":          "10m",
+		"SPGATEWAY_SERVER_TRUSTED_PROXIES":        "10.0.0.1,192.168.0.0/16",
+		"SPGATEWAY_AUDIT_QUEUE":                   "100",
+		"SPGATEWAY_AUDIT_BATCH":                   "10",
 	}
 	c, err := loadConfig(developmentFile, envMap(env))
 	if err != nil {
@@ -224,9 +227,11 @@ func TestEnvOverrides(t *testing.T) {
 		Listen: "0.0.0.0:9090", BaseURL: "https://gw.example.org",
 		ReadHeaderTimeout: 3 * time.Second, ReadTimeout: 4 * time.Second, WriteTimeout: 5 * time.Second,
 		IdleTimeout: 6 * time.Second, ShutdownTimeout: 7 * time.Second,
+		TrustedProxies: []string{"10.0.0.1", "192.168.0.0/16"},
 	}
 	want.Limits = LimitsConfig{MaxBodyBytes: 2048, MaxJSONDepth: 16, DefaultCount: 10, MaxCount: 20, RatePerSecond: 2.5, RateBurst: 10}
 	want.Telemetry = TelemetryConfig{ServiceName: "spgateway-test", Traces: TracesConfig{Exporter: "otlp", SampleRatio: 0.25}}
+	want.Audit = AuditConfig{Queue: 100, Batch: 10}
 	want.Database = DatabaseConfig{Driver: "postgres", DSN: "postgres://u:p@localhost/db", MaxReaders: 3}
 	want.Log = LogConfig{Level: "warn", Format: "text"} // format from the file, not the process
 	want.NHSNumber.RelaxCheckDigit = true
@@ -442,7 +447,7 @@ func TestConfigErrors(t *testing.T) {
 			want: []string{"limits.rate_burst: must be at least 0 (got -3)"}},
 		// The file itself.
 		{name: "unknown key", edits: []string{"environment: test\n", "environment: test\nenviroment: test\n"},
-			want: []string{"config: line 2: enviroment: unknown key (valid keys here: environment, server, limits, database, log, nhs_number, proms, outbox, oauth, telemetry, practices, providers, routing, clients)"}},
+			want: []string{"config: line 2: enviroment: unknown key (valid keys here: environment, server, limits, database, log, nhs_number, proms, outbox, oauth, telemetry, audit, practices, providers, routing, clients)"}},
 		{name: "unknown nested key", edits: []string{"  listen:", "  listn:"},
 			want: []string{"config: line 3: server.listn: unknown key (valid keys here: listen, base_url, read_header_timeout"}},
 		{name: "unknown key in a list item", edits: []string{"    role: admin", "    role: admin\n    organisation: A81001"},
@@ -596,6 +601,11 @@ func TestConfigErrors(t *testing.T) {
 				"config: nhs_number.relax_check_digit: is refused in production: every NHS number must pass the check digit (set by SPGATEWAY_NHS_NUMBER_RELAX_CHECK_DIGIT)",
 				"config: clients[0].api_key: development keys are refused in production",
 			}},
+
+		{name: "bad trusted proxy", env: map[string]string{"SPGATEWAY_SERVER_TRUSTED_PROXIES": "10.0.0.1,the balancer"},
+			want: []string{"config: server.trusted_proxies[1]:"}},
+		{name: "empty audit queue", env: map[string]string{"SPGATEWAY_AUDIT_QUEUE": "0"},
+			want: []string{"config: audit.queue:"}},
 
 		// Several problems are reported together.
 		{name: "all problems at once", edits: []string{"driver: sqlite", "driver: mysql", "level: info", "level: loud", "id: admin", "id: provider-prv01"},

@@ -141,6 +141,24 @@ func serve(ctx context.Context, cfg *Config, log *slog.Logger, tel *telemetry) e
 	gcfg := cfg.gatewayConfig(st)
 	gcfg.Outbox = st
 	gcfg.Wake = func() { worker.Wake() }
+	auditor, err := gateway.NewBatchAuditor(gateway.BatchAuditorConfig{Store: st, Queue: cfg.Audit.Queue, Batch: cfg.Audit.Batch,
+		Failed: func(err error, n int) {
+			log.Error("writing audit events failed; trying again", "events", n, "err", err)
+		}})
+	if err != nil {
+		return err
+	}
+	// The auditor is closed after the HTTP server has drained (deferred
+	// calls run last first) and before the store closes, so the audit
+	// events of the last requests are written.
+	defer func() {
+		actx, cancel := context.WithTimeout(context.Background(), cfg.Server.ShutdownTimeout)
+		defer cancel()
+		if err := auditor.Close(actx); err != nil {
+			log.Error("audit events lost at shutdown", "err", err)
+		}
+	}()
+	gcfg.Auditor = auditor
 	svc, err := gateway.NewService(gcfg)
 	if err != nil {
 		return err
@@ -187,14 +205,15 @@ func serve(ctx context.Context, cfg *Config, log *slog.Logger, tel *telemetry) e
 		return err
 	}
 	h, err := fhir.NewServer(fhir.Config{
-		BaseURL:      cfg.Server.BaseURL,
-		MaxBodyBytes: cfg.Limits.MaxBodyBytes,
-		MaxJSONDepth: cfg.Limits.MaxJSONDepth,
-		DefaultCount: cfg.Limits.DefaultCount,
-		MaxCount:     cfg.Limits.MaxCount,
-		Logger:       log,
-		Version:      version(),
-		Tokens:       tokens,
+		BaseURL:        cfg.Server.BaseURL,
+		MaxBodyBytes:   cfg.Limits.MaxBodyBytes,
+		MaxJSONDepth:   cfg.Limits.MaxJSONDepth,
+		DefaultCount:   cfg.Limits.DefaultCount,
+		MaxCount:       cfg.Limits.MaxCount,
+		Logger:         log,
+		Version:        version(),
+		Tokens:         tokens,
+		TrustedProxies: cfg.Server.TrustedProxies,
 
 		RatePerSecond:  cfg.Limits.RatePerSecond,
 		RateBurst:      cfg.Limits.RateBurst,

@@ -63,9 +63,16 @@ func Open(t testing.TB, engine string, now func() time.Time) *store.Store {
 	t.Helper()
 	cfg := Config(t, engine)
 	cfg.Now = now
+	return OpenConfig(t, cfg)
+}
+
+// OpenConfig opens a migrated store of cfg (from Config), closed when the
+// test ends: for tests that also reach the database directly.
+func OpenConfig(t testing.TB, cfg store.Config) *store.Store {
+	t.Helper()
 	s, err := store.Open(context.Background(), cfg)
 	if err != nil {
-		t.Fatalf("store.Open(%s): %v", engine, err)
+		t.Fatalf("store.Open(%s): %v", cfg.Driver, err)
 	}
 	t.Cleanup(func() { s.Close() })
 	return s
