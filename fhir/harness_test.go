@@ -79,6 +79,10 @@ func devConfig() gateway.Config {
 			{Practice: "A81001", Provider: "PRV01"},
 			{Practice: "A81002", Provider: "PRV02"},
 		},
+		// The tests' Subscription endpoints are httptest servers: plain
+		// http on the loopback address (attack_test holds them to the
+		// production rule).
+		SubscriptionEndpoints: gateway.EndpointPolicy{AllowHTTP: true, AllowPrivate: true},
 	}
 }
 

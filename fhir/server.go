@@ -182,6 +182,16 @@ func NewServer(cfg Config, svc *gateway.Service, auth gateway.Authenticator) (*S
 	return s, nil
 }
 
+// Routes lists every route as "METHOD /path/:param", so that tests which
+// must cover each endpoint (the attack suite) notice a new one.
+func (s *Server) Routes() []string {
+	var out []string
+	for _, r := range s.engine.Routes() {
+		out = append(out, r.Method+" "+r.Path)
+	}
+	return out
+}
+
 // ServeHTTP serves the gateway's HTTP API.
 func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	s.engine.ServeHTTP(w, r)

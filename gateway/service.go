@@ -38,6 +38,9 @@ type Config struct {
 	// writes each in a transaction of its own (serving uses a
 	// BatchAuditor). Writes audit themselves in their own transaction.
 	Auditor Auditor
+	// SubscriptionEndpoints is where practices' Subscriptions may point;
+	// the zero value allows https to public addresses only.
+	SubscriptionEndpoints EndpointPolicy
 	// Now and NewID default to the wall clock and random UUIDs.
 	Now   func() time.Time
 	NewID func() string
@@ -51,6 +54,8 @@ type Service struct {
 	orgs    []Organization
 	routing []RoutingRule
 	relaxed bool
+	// endpoints is where Subscriptions may point.
+	endpoints EndpointPolicy
 	// instruments are the built-in PROM instruments, then the configured.
 	instruments []Instrument
 	programmes  []Programme
@@ -76,8 +81,10 @@ func NewService(cfg Config) (*Service, error) {
 		orgs:    cfg.Organizations,
 		routing: cfg.Routing,
 		relaxed: cfg.RelaxNHSNumberCheck,
-		now:     cfg.Now,
-		newID:   cfg.NewID,
+
+		endpoints: cfg.SubscriptionEndpoints,
+		now:       cfg.Now,
+		newID:     cfg.NewID,
 	}
 	if s.now == nil {
 		s.now = time.Now

@@ -118,7 +118,13 @@ func (s *Service) CreateSubscription(ctx context.Context, p Principal, body []by
 	if err != nil {
 		return Resource{}, err
 	}
-	if err := Unprocessable(CheckSubscription(req, p.Org)); err != nil {
+	issues := CheckSubscription(req, p.Org)
+	if len(issues) == 0 {
+		if err := s.endpoints.CheckURL(req.Endpoint); err != nil {
+			issues = append(issues, issue(IssueValue, "Subscription.channel.endpoint", "%v", err))
+		}
+	}
+	if err := Unprocessable(issues); err != nil {
 		return Resource{}, err
 	}
 	var out Resource

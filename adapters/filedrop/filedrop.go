@@ -168,7 +168,8 @@ func readRecord(payload []byte) ([]field, error) {
 	return fields, nil
 }
 
-// cell turns one JSON value into a CSV cell.
+// cell turns one JSON value into a CSV cell. Strings, and an array's
+// items, that a spreadsheet would take for a formula are made text.
 func cell(raw json.RawMessage) (string, error) {
 	switch raw[0] {
 	case '"':
@@ -176,7 +177,7 @@ func cell(raw json.RawMessage) (string, error) {
 		if err := json.Unmarshal(raw, &s); err != nil {
 			return "", errors.New("the case record has a string that is not valid JSON")
 		}
-		return s, nil
+		return text(s), nil
 	case '[':
 		var items []json.RawMessage
 		if err := json.Unmarshal(raw, &items); err != nil {
@@ -190,7 +191,7 @@ func cell(raw json.RawMessage) (string, error) {
 			}
 			cells[i] = c
 		}
-		return strings.Join(cells, ";"), nil
+		return text(strings.Join(cells, ";")), nil
 	case '{':
 		var b bytes.Buffer
 		if err := json.Compact(&b, raw); err != nil {
@@ -202,6 +203,21 @@ func cell(raw json.RawMessage) (string, error) {
 	default: // a number, true or false: its JSON text
 		return string(raw), nil
 	}
+}
+
+// formulaStart is what makes a spreadsheet read a cell as a formula
+// (OWASP, "CSV Injection").
+const formulaStart = "=+-@\t\r"
+
+// text returns s as a spreadsheet shows it as text: with an apostrophe in
+// front when it starts like a formula, so a value from a referral (a
+// patient's name, a note) never runs in the provider's spreadsheet.
+// Numbers are not passed here: their JSON text cannot be a formula.
+func text(s string) string {
+	if s != "" && strings.IndexByte(formulaStart, s[0]) >= 0 {
+		return "'" + s
+	}
+	return s
 }
 
 // addRow adds the delivery's row to the day's CSV file, unless it is there

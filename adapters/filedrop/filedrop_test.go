@@ -377,3 +377,60 @@ func TestNew(t *testing.T) {
 		t.Errorf("CSV of an empty record = %q, want %q", rows, want)
 	}
 }
+
+// TestDeliverNeutralisesFormulas: a cell a spreadsheet would run as a
+// formula (starting with = + - @, a tab or a carriage return, OWASP's
+// list) is written with a leading apostrophe, which spreadsheets show as
+// text; in arrays each item is; JSON numbers, which cannot hold a formula,
+// and cells that only contain those characters later are left alone. The
+// JSON case file keeps the record as it was.
+func TestDeliverNeutralisesFormulas(t *testing.T) {
+	dir := t.TempDir()
+	a := adapter(t, dir, nil)
+	record := `{"eq":"=HYPERLINK(\"http://evil.example\",\"x\")","plus":"+1+cmd|' /C calc'!A0","minus":"-2+3",` +
+		`"at":"@SUM(A1:A9)","tab":"\t=1","cr":"\r=1","list":["ok","=1+1","@x"],"first":["-1"],"score":-3,` +
+		`"inner":"a=b+c-d@e","plain":"Irene","empty":""}`
+	deliver(t, a, event("d1", "task-1", record))
+	rows := readCSV(t, filepath.Join(dir, "cases-2025-03-04.csv"))
+	if len(rows) != 2 {
+		t.Fatalf("rows: %q", rows)
+	}
+	got := map[string]string{}
+	for i, k := range rows[0] {
+		got[k] = rows[1][i]
+	}
+	want := map[string]string{
+		filedrop.DeliveryColumn: "d1",
+		"eq":                    `'=HYPERLINK("http://evil.example","x")`,
+		"plus":                  `'+1+cmd|' /C calc'!A0`,
+		"minus":                 "'-2+3",
+		"at":                    "'@SUM(A1:A9)",
+		"tab":                   "'\t=1",
+		"cr":                    "'\r=1",
+		"list":                  "ok;'=1+1;'@x",
+		"first":                 "'-1",
+		"score":                 "-3",
+		"inner":                 "a=b+c-d@e",
+		"plain":                 "Irene",
+		"empty":                 "",
+	}
+	for k, v := range want {
+		if got[k] != v {
+			t.Errorf("%s: %q, want %q", k, got[k], v)
+		}
+	}
+	if len(got) != len(want) {
+		t.Errorf("columns %q", rows[0])
+	}
+	// A second delivery leaves the first row as it was (no second quote).
+	deliver(t, a, event("d2", "task-2", `{"eq":"=2"}`))
+	rows = readCSV(t, filepath.Join(dir, "cases-2025-03-04.csv"))
+	if rows[1][1] != want["eq"] || rows[2][1] != "'=2" {
+		t.Errorf("after a second delivery: %q", rows)
+	}
+	// The case file is the record as the mapping made it.
+	b, err := os.ReadFile(filepath.Join(dir, "task-1.json"))
+	if err != nil || string(b) != record {
+		t.Errorf("case file %q, %v", b, err)
+	}
+}

@@ -57,17 +57,23 @@ type Config struct {
 	// Timeout bounds one delivery, answer included; DefaultTimeout if zero.
 	Timeout time.Duration
 	// Client sends the requests. By default a client that does not follow
-	// redirects, so a Task goes only to the endpoint the practice gave.
+	// redirects, so a Task goes only to the endpoint the practice gave, and
+	// that connects only to addresses Endpoints allows.
 	Client *http.Client
+	// Endpoints is where deliveries may go; the zero value is https to
+	// public addresses only. Checked on every delivery (the URL) and every
+	// connection (the address it resolved to).
+	Endpoints gateway.EndpointPolicy
 	// TracerProvider, when set, traces the default client's requests.
 	TracerProvider trace.TracerProvider
 }
 
 // Adapter delivers to practices' Subscriptions.
 type Adapter struct {
-	channels Channels
-	timeout  time.Duration
-	client   *http.Client
+	channels  Channels
+	timeout   time.Duration
+	client    *http.Client
+	endpoints gateway.EndpointPolicy
 }
 
 // New returns an Adapter. It refuses one without Channels.
@@ -75,12 +81,12 @@ func New(cfg Config) (*Adapter, error) {
 	if cfg.Channels == nil {
 		return nil, errors.New("resthook.New: no Channels to find Subscriptions' endpoints")
 	}
-	a := &Adapter{channels: cfg.Channels, timeout: cfg.Timeout, client: cfg.Client}
+	a := &Adapter{channels: cfg.Channels, timeout: cfg.Timeout, client: cfg.Client, endpoints: cfg.Endpoints}
 	if a.timeout <= 0 {
 		a.timeout = DefaultTimeout
 	}
 	if a.client == nil {
-		a.client = outbound.Client(cfg.TracerProvider)
+		a.client = outbound.GuardedClient(cfg.TracerProvider, cfg.Endpoints.CheckAddr)
 	}
 	return a, nil
 }
@@ -91,7 +97,8 @@ func New(cfg Config) (*Adapter, error) {
 // one, else an empty POST to the endpoint (R4's empty notification); with
 // the Subscription's channel headers and the delivery id.
 // A deleted or off Subscription gives gateway.ErrDiscard, as it is, for the
-// worker to drop the event. 2xx is delivered; 410 Gone is permanent; any
+// worker to drop the event. An endpoint the Endpoints policy refuses (by
+// its URL or the address it resolves to) is a permanent failure. 2xx is delivered; 410 Gone is permanent; any
 // other answer, a network error or no answer within the timeout is retried.
 // Errors name the status, never the payload or the channel's headers (the
 // Subscription shows its last error to the practice).
@@ -113,6 +120,11 @@ func (a *Adapter) Deliver(ctx context.Context, e gateway.OutboxEvent) error {
 	u, err := url.Parse(ch.Endpoint)
 	if err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" {
 		return &gateway.PermanentError{Err: fmt.Errorf("resthook.Deliver: Subscription %s: the endpoint is not an absolute http or https URL", id)}
+	}
+	// Checked again at delivery: a Subscription made under a looser policy
+	// is held to the one in force.
+	if err := a.endpoints.CheckURL(ch.Endpoint); err != nil {
+		return &gateway.PermanentError{Err: fmt.Errorf("resthook.Deliver: Subscription %s: %w", id, err)}
 	}
 	header := http.Header{}
 	for i, line := range ch.Headers {
@@ -151,6 +163,9 @@ func (a *Adapter) Deliver(ctx context.Context, e gateway.OutboxEvent) error {
 	req.Header = header
 	shown := outbound.Shown(u)
 	resp, err := a.client.Do(req)
+	if errors.Is(err, gateway.ErrEndpointRefused) {
+		return &gateway.PermanentError{Err: fmt.Errorf("resthook.Deliver: %s %s: %w", method, shown, cause(ctx, err, a.timeout))}
+	}
 	if err != nil {
 		return fmt.Errorf("resthook.Deliver: %s %s: %w", method, shown, cause(ctx, err, a.timeout))
 	}

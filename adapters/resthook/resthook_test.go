@@ -74,7 +74,9 @@ func event(payload []byte) gateway.OutboxEvent {
 
 func adapter(t *testing.T, c resthook.Channels, timeout time.Duration) *resthook.Adapter {
 	t.Helper()
-	a, err := resthook.New(resthook.Config{Channels: c, Timeout: timeout})
+	// The test endpoints are plain http on the loopback address.
+	a, err := resthook.New(resthook.Config{Channels: c, Timeout: timeout,
+		Endpoints: gateway.EndpointPolicy{AllowHTTP: true, AllowPrivate: true}})
 	if err != nil {
 		t.Fatalf("resthook.New: %v", err)
 	}
@@ -269,5 +271,68 @@ func TestDeliverTimeout(t *testing.T) {
 func TestNewRefusesNoChannels(t *testing.T) {
 	if a, err := resthook.New(resthook.Config{}); err == nil || a != nil {
 		t.Errorf("New = %v, %v; want an error", a, err)
+	}
+}
+
+// TestDeliverRefusesInternalEndpoints: under the production rule (the zero
+// Endpoints) a Subscription that points at the loopback address, a private
+// network, the cloud metadata address or plain http (one made under a
+// looser rule, or a name resolving inside) is a permanent failure, and
+// nothing reaches the address. With private addresses allowed, a name
+// that resolves to loopback is delivered to: the check is where the
+// connection is made.
+func TestDeliverRefusesInternalEndpoints(t *testing.T) {
+	srv, got := endpoint(t, http.StatusOK, "")
+	port := srv.URL[strings.LastIndex(srv.URL, ":"):]
+	for _, tt := range []struct {
+		name     string
+		policy   gateway.EndpointPolicy
+		endpoint string
+	}{
+		{"loopback over http", gateway.EndpointPolicy{}, srv.URL + "/hooks"},
+		{"loopback, http allowed", gateway.EndpointPolicy{AllowHTTP: true}, srv.URL + "/hooks"},
+		{"localhost, http allowed", gateway.EndpointPolicy{AllowHTTP: true}, "http://localhost" + port + "/hooks"},
+		{"localhost with a trailing dot, http allowed", gateway.EndpointPolicy{AllowHTTP: true}, "http://localhost." + port + "/hooks"},
+		{"IPv4 loopback as IPv6", gateway.EndpointPolicy{AllowHTTP: true}, "http://[::ffff:127.0.0.1]" + port + "/hooks"},
+		{"metadata", gateway.EndpointPolicy{}, "https://169.254.169.254/latest/meta-data/"},
+		{"metadata, http allowed", gateway.EndpointPolicy{AllowHTTP: true}, "http://169.254.169.254/latest/meta-data/"},
+		{"private network", gateway.EndpointPolicy{}, "https://10.0.0.1/hooks"},
+		{"public name over plain http", gateway.EndpointPolicy{AllowPrivate: true}, "http://hooks.example.org/in"},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			c := &channels{ch: map[string]gateway.SubscriptionChannel{"sub-1": {ID: "sub-1", Status: gateway.SubscriptionActive,
+				Endpoint: tt.endpoint, Payload: "application/fhir+json"}}}
+			a, err := resthook.New(resthook.Config{Channels: c, Timeout: time.Second, Endpoints: tt.policy})
+			if err != nil {
+				t.Fatal(err)
+			}
+			err = a.Deliver(context.Background(), event(task))
+			var perm *gateway.PermanentError
+			if !errors.As(err, &perm) || !errors.Is(err, gateway.ErrEndpointRefused) {
+				t.Errorf("Deliver = %v, want a permanent refusal", err)
+			}
+			if err != nil && strings.Contains(err.Error(), nhsNumber) {
+				t.Errorf("the error holds patient data: %v", err)
+			}
+			select {
+			case r := <-got:
+				t.Errorf("the endpoint got %s %s", r.method, r.path)
+			default:
+			}
+		})
+	}
+	// Allowed, the same loopback endpoint by a name is reached.
+	c := &channels{ch: map[string]gateway.SubscriptionChannel{"sub-1": {ID: "sub-1", Status: gateway.SubscriptionActive,
+		Endpoint: "http://localhost" + port + "/hooks", Payload: "application/fhir+json"}}}
+	a, err := resthook.New(resthook.Config{Channels: c, Timeout: 5 * time.Second,
+		Endpoints: gateway.EndpointPolicy{AllowHTTP: true, AllowPrivate: true}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := a.Deliver(context.Background(), event(task)); err != nil {
+		t.Fatalf("allowed: %v", err)
+	}
+	if r := <-got; r.method != http.MethodPut || r.path != "/hooks/Task/task-1" {
+		t.Errorf("allowed: %s %s", r.method, r.path)
 	}
 }

@@ -368,6 +368,8 @@ func (c *Config) gatewayConfig(st gateway.Store) gateway.Config {
 		Programmes:          c.programmes(),
 		Cases:               c.caseRecords(),
 		PushProviders:       c.pushProviders(),
+
+		SubscriptionEndpoints: c.Outbox.subscriptionEndpoints(),
 	}
 }
 
@@ -847,6 +849,9 @@ func (c *Config) validate(ps *problems) {
 	}
 	if c.production() && c.NHSNumber.RelaxCheckDigit {
 		ps.add("nhs_number.relax_check_digit", "is refused in production: every NHS number must pass the check digit")
+	}
+	if c.production() && c.Outbox.SubscriptionAllowHTTP {
+		ps.add("outbox.subscription_allow_http", "is refused in production: a Task sent to a Subscription must be encrypted in transit")
 	}
 	kinds := c.validateOrganizations(ps)
 	c.validateRouting(kinds, ps)

@@ -105,6 +105,17 @@ type OutboxConfig struct {
 	Lease       time.Duration `yaml:"lease" env:"LEASE" validate:"gt=0"`
 	Poll        time.Duration `yaml:"poll" env:"POLL" validate:"gt=0"`
 	Timeout     time.Duration `yaml:"timeout" env:"TIMEOUT" validate:"gt=0"`
+	// SubscriptionAllowHTTP accepts plain http Subscription endpoints
+	// (refused in production); SubscriptionAllowPrivate accepts loopback,
+	// private, link-local and other non-public addresses. Both false: a
+	// practice's Subscription can only reach https on the public internet.
+	SubscriptionAllowHTTP    bool `yaml:"subscription_allow_http" env:"SUBSCRIPTION_ALLOW_HTTP"`
+	SubscriptionAllowPrivate bool `yaml:"subscription_allow_private" env:"SUBSCRIPTION_ALLOW_PRIVATE"`
+}
+
+// subscriptionEndpoints is where practices' Subscriptions may point.
+func (o OutboxConfig) subscriptionEndpoints() gateway.EndpointPolicy {
+	return gateway.EndpointPolicy{AllowHTTP: o.SubscriptionAllowHTTP, AllowPrivate: o.SubscriptionAllowPrivate}
 }
 
 func defaultOutbox() OutboxConfig {
@@ -342,7 +353,8 @@ func (c *Config) deliverers(channels resthook.Channels, tp trace.TracerProvider)
 		}
 		routes[p.Code] = a
 	}
-	hook, err := resthook.New(resthook.Config{Channels: channels, Timeout: c.Outbox.Timeout, TracerProvider: tp})
+	hook, err := resthook.New(resthook.Config{Channels: channels, Timeout: c.Outbox.Timeout,
+		Endpoints: c.Outbox.subscriptionEndpoints(), TracerProvider: tp})
 	if err != nil {
 		return nil, err
 	}

@@ -3,8 +3,13 @@
 package outbound
 
 import (
+	"fmt"
+	"net"
 	"net/http"
+	"net/netip"
 	"net/url"
+	"syscall"
+	"time"
 
 	"go.opentelemetry.io/contrib/instrumentation/net/http/otelhttp"
 	metricnoop "go.opentelemetry.io/otel/metric/noop"
@@ -19,9 +24,34 @@ import (
 // trace context is not sent: receivers are other organisations, and our
 // trace ids are no business of theirs.
 func Client(tp trace.TracerProvider) *http.Client {
-	c := &http.Client{CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
+	return client(nil, tp) // nil: http.DefaultTransport
+}
+
+// GuardedClient is Client for receivers a client of the gateway chose: each
+// connection's address, as dialled after name resolution, is passed to
+// check, and refused when it returns an error, so a name that resolves (or
+// is re-pointed) to an internal address is caught where the connection is
+// made. It uses no proxy, which would make the proxy's address the one
+// checked.
+func GuardedClient(tp trace.TracerProvider, check func(netip.Addr) error) *http.Client {
+	d := &net.Dialer{Timeout: 30 * time.Second, KeepAlive: 30 * time.Second,
+		Control: func(_, address string, _ syscall.RawConn) error {
+			ap, err := netip.ParseAddrPort(address)
+			if err != nil {
+				return fmt.Errorf("outbound: dialling %q: %w", address, err)
+			}
+			return check(ap.Addr())
+		}}
+	t := http.DefaultTransport.(*http.Transport).Clone()
+	t.Proxy = nil
+	t.DialContext = d.DialContext
+	return client(t, tp)
+}
+
+func client(rt http.RoundTripper, tp trace.TracerProvider) *http.Client {
+	c := &http.Client{Transport: rt, CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
 	if tp != nil {
-		c.Transport = otelhttp.NewTransport(http.DefaultTransport,
+		c.Transport = otelhttp.NewTransport(rt,
 			otelhttp.WithTracerProvider(tp),
 			otelhttp.WithMeterProvider(metricnoop.NewMeterProvider()),
 			otelhttp.WithPropagators(propagation.NewCompositeTextMapPropagator()))

@@ -1,9 +1,14 @@
 package outbound
 
 import (
+	"errors"
+	"net"
 	"net/http"
 	"net/http/httptest"
+	"net/netip"
 	"net/url"
+	"sync"
+	"sync/atomic"
 	"testing"
 
 	sdktrace "go.opentelemetry.io/otel/sdk/trace"
@@ -76,5 +81,55 @@ func TestClientTraces(t *testing.T) {
 	// Without a TracerProvider the client is not instrumented.
 	if c := Client(nil); c.Transport != nil {
 		t.Errorf("Client(nil) has transport %T, want the default", c.Transport)
+	}
+}
+
+// TestGuardedClientChecksDialledAddress: the check sees the address a
+// connection is made to, after the name is resolved, so "localhost" (or
+// any name pointing inside) is refused where it connects; the receiver
+// hears nothing. The same client connects when the check allows it.
+func TestGuardedClientChecksDialledAddress(t *testing.T) {
+	var hits atomic.Int32
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { hits.Add(1) }))
+	defer srv.Close()
+	_, port, _ := net.SplitHostPort(srv.Listener.Addr().String())
+	refused := errors.New("refused")
+	var seen []netip.Addr
+	var mu sync.Mutex
+	deny := GuardedClient(nil, func(a netip.Addr) error {
+		mu.Lock()
+		defer mu.Unlock()
+		seen = append(seen, a)
+		return refused
+	})
+	for _, u := range []string{srv.URL, "http://localhost:" + port + "/"} {
+		res, err := deny.Get(u)
+		if err == nil {
+			res.Body.Close()
+			t.Fatalf("%s: connected (%d)", u, res.StatusCode)
+		}
+		if !errors.Is(err, refused) {
+			t.Errorf("%s: %v, want the check's error", u, err)
+		}
+	}
+	if hits.Load() != 0 {
+		t.Errorf("the receiver got %d requests", hits.Load())
+	}
+	for _, a := range seen {
+		if !a.Unmap().IsLoopback() {
+			t.Errorf("the check saw %s, not the loopback address dialled", a)
+		}
+	}
+	if len(seen) < 2 {
+		t.Errorf("the check saw %v", seen)
+	}
+	allow := GuardedClient(nil, func(netip.Addr) error { return nil })
+	res, err := allow.Get("http://localhost:" + port + "/")
+	if err != nil {
+		t.Fatal(err)
+	}
+	res.Body.Close()
+	if res.StatusCode != http.StatusOK || hits.Load() != 1 {
+		t.Errorf("allowed: %d, %d requests", res.StatusCode, hits.Load())
 	}
 }
