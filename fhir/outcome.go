@@ -1,6 +1,7 @@
 package fhir
 
 import (
+	"context"
 	"encoding/json"
 	"errors"
 	"net/http"
@@ -91,8 +92,14 @@ func information(message string) []byte {
 func (s *Server) writeError(c *gin.Context, err error) {
 	id := c.GetString(requestIDKey)
 	code := gateway.ErrorCode(err)
-	if code == gateway.CodeInternal || code == gateway.CodeUnavailable {
-		s.log.ErrorContext(c.Request.Context(), "request failed", "request_id", id, "route", c.FullPath(), "err", err.Error())
+	switch ctx := c.Request.Context(); {
+	case code != gateway.CodeInternal && code != gateway.CodeUnavailable:
+	case errors.Is(err, context.Canceled) && ctx.Err() != nil:
+		// The client went away (gave up or lost its connection) and the
+		// work was abandoned with it: nothing for an operator to mend.
+		s.log.InfoContext(ctx, "request abandoned by the client", "request_id", id, "route", c.FullPath())
+	default:
+		s.log.ErrorContext(ctx, "request failed", "request_id", id, "route", c.FullPath(), "err", err.Error())
 	}
 	s.auditRefusal(c, err)
 	status, body := outcome(err, id)
