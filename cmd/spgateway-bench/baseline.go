@@ -29,7 +29,7 @@ const (
 // sqlitePragmas are the gateway store's connection options (gateway/store:
 // WAL, synchronous NORMAL, a busy timeout, foreign keys), so that the
 // baseline pays what the gateway pays for a durable insert.
-const sqlitePragmas = "_pragma=busy_timeout(10000)&_pragma=journal_mode(WAL)&_pragma=synchronous(NORMAL)&_pragma=foreign_keys(1)"
+const sqlitePragmas = "_pragma=busy_timeout(10000)&_pragma=journal_mode(WAL)&_pragma=synchronous(NORMAL)&_pragma=foreign_keys(1)&_pragma=temp_store(MEMORY)"
 
 // baseline is the floor the gateway is measured against: the least a gin
 // service can do for a referral (parse its ServiceRequest with the FHIR
