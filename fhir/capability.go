@@ -106,7 +106,8 @@ func (s *Server) capabilityStatement() ([]byte, error) {
 		Mode: "server",
 		Documentation: "Searches page with opaque next links that neither skip nor repeat a resource while others write; " +
 			"_count defaults to " + strconv.Itoa(s.cfg.DefaultCount) + " and is capped at " + strconv.Itoa(s.cfg.MaxCount) +
-			". Unknown search parameters are ignored unless Prefer: handling=strict.",
+			". Bundle.total is given when _total=accurate or _count=0 asks for a count, or when the first page holds every match; " +
+			"_total=none leaves it out. Unknown search parameters are ignored unless Prefer: handling=strict.",
 		Security: securityJSON{Description: "Every request but GET /metadata needs Authorization: Bearer <credential>. " +
 			"A practice client sees only its own referrals; a provider client only the Tasks it owns and what they refer to."},
 		Interaction: []interactionJSON{{Code: "transaction", Documentation: "A referral: one ServiceRequest with its Patient " +

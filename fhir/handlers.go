@@ -171,10 +171,7 @@ func (s *Server) runSearch(c *gin.Context, params url.Values) error {
 	if err != nil {
 		return err
 	}
-	total := page.Total
-	if ps.cursor != nil {
-		total = int(ps.cursor.total)
-	}
+	total := ps.pageTotal(page)
 	next := ""
 	if page.More && len(page.Matches) > 0 {
 		cur := cursor{snapshot: page.Snapshot, after: page.Matches[len(page.Matches)-1].Seq,

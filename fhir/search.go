@@ -19,6 +19,9 @@ type parsedSearch struct {
 	links  url.Values
 	hash   uint32
 	cursor *cursor
+	// total is the _total asked for: "" or "estimate" (count where cheap),
+	// "none" or "accurate".
+	total string
 	// orgs filters configured organisations (Organization searches);
 	// instruments filters instruments (Questionnaire searches).
 	orgs        []func(gateway.Organization) bool
@@ -50,7 +53,7 @@ func badParam(format string, args ...any) error {
 // a 400 when strict.
 func (s *Server) parseSearch(def *resourceDef, params url.Values, strict bool) (*parsedSearch, error) {
 	ps := &parsedSearch{def: def, links: url.Values{}}
-	ps.query = gateway.SearchQuery{Type: def.typ, Count: s.cfg.DefaultCount, Total: true}
+	ps.query = gateway.SearchQuery{Type: def.typ, Count: s.cfg.DefaultCount}
 	keys := make([]string, 0, len(params))
 	for k := range params {
 		keys = append(keys, k)
@@ -92,9 +95,8 @@ func (s *Server) parseSearch(def *resourceDef, params url.Values, strict bool) (
 				return nil, err
 			}
 			switch v {
-			case "none":
-				ps.query.Total = false
-			case "estimate", "accurate":
+			case "none", "estimate", "accurate":
+				ps.total = v
 			default:
 				return nil, badParam("_total must be none, estimate or accurate")
 			}
@@ -157,6 +159,11 @@ func (s *Server) parseSearch(def *resourceDef, params url.Values, strict bool) (
 			ps.links.Add(key, v)
 		}
 	}
+	// Counting every match costs as much as reading them all, so it is done
+	// only when asked for (_total=accurate, or _count=0, which asks for
+	// nothing else); otherwise Bundle.total is given only where it is free:
+	// when the first page holds every match (see pageTotal).
+	ps.query.Total = ps.total == "accurate" || ps.total != "none" && ps.query.Count == 0
 	ps.hash = queryHash(def.typ, canonicalFilters(ps.links))
 	if cursorToken != "" {
 		c, err := decodeCursor(cursorToken)
@@ -168,6 +175,22 @@ func (s *Server) parseSearch(def *resourceDef, params url.Values, strict bool) (
 		ps.query.Total = false // counted on the first page; carried in the cursor
 	}
 	return ps, nil
+}
+
+// pageTotal is the Bundle.total of page, or -1 to leave it out: the count
+// of the first page (when the search asked for it), carried by the cursor
+// to later pages; or, where not counted, the first page's own size when it
+// holds every match.
+func (ps *parsedSearch) pageTotal(page gateway.SearchPage) int {
+	switch {
+	case ps.cursor != nil:
+		return int(ps.cursor.total)
+	case page.Total >= 0 || ps.total == "none":
+		return page.Total
+	case !page.More:
+		return len(page.Matches)
+	}
+	return -1
 }
 
 // canonicalFilters encodes the parameters that decide which resources match

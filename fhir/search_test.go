@@ -188,7 +188,7 @@ func TestSearchResultParameters(t *testing.T) {
 		g := newGateway(t, engine, withLimits(1<<20, 64, 3, 5))
 		refer(t, g, "P", 7)
 
-		r := g.get("/fhir/Task", keyPRV01)
+		r := g.get("/fhir/Task?_total=accurate", keyPRV01)
 		if res, _ := entries(t, r); len(res) != 3 || total(t, r) != 7 || link(t, r, "next") == "" {
 			t.Errorf("default page: %d entries, total %d", len(res), total(t, r))
 		}
@@ -205,7 +205,7 @@ func TestSearchResultParameters(t *testing.T) {
 			t.Errorf("_total=none still counted")
 		}
 		// The total counted on the first page is carried to the next.
-		r = g.get("/fhir/Task?_count=5", keyPRV01)
+		r = g.get("/fhir/Task?_count=5&_total=accurate", keyPRV01)
 		next := g.get(strings.TrimPrefix(link(t, r, "next"), g.base), keyPRV01)
 		if total(t, next) != 7 {
 			t.Errorf("second page total %d", total(t, next))
@@ -237,7 +237,7 @@ func TestSearchResultParameters(t *testing.T) {
 			t.Errorf("cursor reused on another search: %d", r.status)
 		}
 		// POST _search takes the parameters as a form.
-		r = g.do("POST", "/fhir/Task/_search", keyPRV01, []byte("status=requested&_count=2"), "Content-Type", "application/x-www-form-urlencoded")
+		r = g.do("POST", "/fhir/Task/_search", keyPRV01, []byte("status=requested&_count=2&_total=accurate"), "Content-Type", "application/x-www-form-urlencoded")
 		if res, _ := entries(t, r); r.status != 200 || len(res) != 2 || total(t, r) != 7 {
 			t.Errorf("POST _search: %d %s", r.status, r.body)
 		}
@@ -268,4 +268,103 @@ func TestOrganizations(t *testing.T) {
 			t.Errorf("Organization%s: %d, want %d", q, n, want)
 		}
 	}
+}
+
+// TestSearchTotal: Bundle.total is counted when asked for (_total=accurate,
+// or _count=0) and carried to later pages; by default (and for
+// _total=estimate) it is given only when the first page holds every match;
+// _total=none leaves it out. Paging returns every match once whatever the
+// _total.
+func TestSearchTotal(t *testing.T) {
+	storetest.Each(t, func(t *testing.T, engine string) {
+		g := newGateway(t, engine)
+		refer(t, g, "T", 7)
+		hasTotal := func(r response) bool {
+			t.Helper()
+			_, ok := r.json(t)["total"]
+			return ok
+		}
+		all, _ := pageAll(t, g, "/fhir/Task?_count=50", keyPRV01, nil)
+		if len(all) != 7 {
+			t.Fatalf("one page: %d Tasks, want 7", len(all))
+		}
+		for _, tc := range []struct {
+			name, query string
+			first       int // total on the first page; -1 none
+			later       int // total on later pages; -1 none
+		}{
+			{"default, one page", "_count=10", 7, -1},
+			{"default, one full page", "_count=7", 7, -1}, // the store reads one more row to know
+			{"default, several pages", "_count=3", -1, -1},
+			{"estimate, several pages", "_count=3&_total=estimate", -1, -1},
+			{"estimate, one page", "_count=10&_total=estimate", 7, -1},
+			{"accurate, several pages", "_count=3&_total=accurate", 7, 7},
+			{"accurate, one page", "_count=10&_total=accurate", 7, -1},
+			{"none, one page", "_count=10&_total=none", -1, -1},
+			{"none, several pages", "_count=3&_total=none", -1, -1},
+			{"default, no match", "status=completed", 0, -1},
+			{"accurate, no match", "status=completed&_total=accurate", 0, -1},
+			{"accurate, descending", "_count=2&_total=accurate&_sort=-_lastUpdated", 7, 7},
+		} {
+			t.Run(tc.name, func(t *testing.T) {
+				r := g.get("/fhir/Task?"+tc.query, keyPRV01)
+				if r.status != 200 {
+					t.Fatalf("%d %s", r.status, r.body)
+				}
+				if got := hasTotal(r); got != (tc.first >= 0) || got && total(t, r) != tc.first {
+					t.Errorf("first page: total present %v (%s), want %d", got, r.body[:min(len(r.body), 80)], tc.first)
+				}
+				for next := link(t, r, "next"); next != ""; {
+					r := g.get(strings.TrimPrefix(next, g.base), keyPRV01)
+					if got := hasTotal(r); got != (tc.later >= 0) || got && total(t, r) != tc.later {
+						t.Errorf("later page: total present %v, want %d", got, tc.later)
+					}
+					next = link(t, r, "next")
+				}
+				ids, _ := pageAll(t, g, "/fhir/Task?"+tc.query, keyPRV01, nil)
+				want := all
+				if strings.Contains(tc.query, "status=completed") {
+					want = nil
+				}
+				if strings.Contains(tc.query, "_sort=-") {
+					want = slices.Clone(all)
+					slices.Reverse(want)
+				}
+				if !slices.Equal(ids, want) {
+					t.Errorf("paged %v, want %v", ids, want)
+				}
+			})
+		}
+		// _count=0 asks for the count alone, unless _total=none.
+		r := g.get("/fhir/Task?_count=0", keyPRV01)
+		if res, _ := entries(t, r); len(res) != 0 || total(t, r) != 7 {
+			t.Errorf("_count=0: %s", r.body)
+		}
+		r = g.get("/fhir/Task?_count=0&_total=none", keyPRV01)
+		if res, _ := entries(t, r); r.status != 200 || len(res) != 0 || hasTotal(r) {
+			t.Errorf("_count=0&_total=none: %d %s", r.status, r.body)
+		}
+		// The total is the count at the first page's snapshot: referrals
+		// made while paging change neither it nor the pages.
+		r = g.get("/fhir/Task?_count=3&_total=accurate", keyPRV01)
+		refer(t, g, "U", 2)
+		ids, _ := pageAll(t, g, strings.TrimPrefix(link(t, r, "next"), g.base), keyPRV01, nil)
+		if total(t, r) != 7 || len(ids) != 4 {
+			t.Errorf("while others write: total %d, %d on later pages, want 7 and 4", total(t, r), len(ids))
+		}
+		if n := total(t, g.get("/fhir/Task?_count=3&_total=accurate", keyPRV01)); n != 9 {
+			t.Errorf("after the writes: total %d, want 9", n)
+		}
+		// Tenancy: another provider's count is its own.
+		if n := total(t, g.get("/fhir/Task?_total=accurate&_count=1", keyPRV02)); n != 0 {
+			t.Errorf("PRV02 counts %d of PRV01's Tasks", n)
+		}
+		// Bad values.
+		for _, q := range []string{"_total=ACCURATE", "_total=exact", "_total=", "_total=none&_total=accurate"} {
+			r := g.get("/fhir/Task?"+q, keyPRV01)
+			if r.status != 400 || !strings.Contains(str(outcomeIssues(t, r)[0], "diagnostics"), "_total") {
+				t.Errorf("%s: %d %s", q, r.status, r.body)
+			}
+		}
+	})
 }

@@ -29,7 +29,10 @@ const (
 // sqlitePragmas are the gateway store's connection options (gateway/store:
 // WAL, synchronous NORMAL, a busy timeout, foreign keys), so that the
 // baseline pays what the gateway pays for a durable insert.
-const sqlitePragmas = "_pragma=busy_timeout(10000)&_pragma=journal_mode(WAL)&_pragma=synchronous(NORMAL)&_pragma=foreign_keys(1)"
+const sqlitePragmas = "_pragma=busy_timeout(10000)&_pragma=journal_mode(WAL)&_pragma=synchronous(NORMAL)&_pragma=foreign_keys(1)&_pragma=temp_store(MEMORY)"
+
+// writerOptions are those of the store's one writer connection.
+const writerOptions = "&_pragma=cache_size(-16384)&_txlock=immediate"
 
 // baseline is the floor the gateway is measured against: the least a gin
 // service can do for a referral (parse its ServiceRequest with the FHIR
@@ -49,7 +52,7 @@ func newBaseline(dir string) (*baseline, error) {
 		return nil, err
 	}
 	path := filepath.Join(dir, "baseline-"+hex.EncodeToString(mark[:])+".db")
-	db, err := sql.Open("sqlite", "file:"+path+"?"+sqlitePragmas+"&_txlock=immediate")
+	db, err := sql.Open("sqlite", "file:"+path+"?"+sqlitePragmas+writerOptions)
 	if err != nil {
 		return nil, fmt.Errorf("baseline: %w", err)
 	}

@@ -86,6 +86,10 @@ type ServerConfig struct {
 	// X-Forwarded-For gives the source address the audit trail records;
 	// none by default, so the TCP peer is the source.
 	TrustedProxies []string `yaml:"trusted_proxies" env:"TRUSTED_PROXIES" validate:"dive,ip|cidr"`
+	// PprofListen, when set, serves Go's runtime profiles (net/http/pprof)
+	// on this address, apart from the FHIR listener and without
+	// authentication; production refuses anything but a loopback address.
+	PprofListen string `yaml:"pprof_listen" env:"PPROF_LISTEN" validate:"omitempty,listen"`
 }
 
 // AuditConfig sizes the auditor that writes the audit events of reads and
@@ -780,6 +784,21 @@ func validListen(s string) bool {
 	return host == "" || net.ParseIP(host) != nil || hostname.MatchString(host)
 }
 
+// loopbackListen reports whether the listen address s is reachable only from
+// this machine: a loopback IP address or "localhost". An empty host means
+// every interface.
+func loopbackListen(s string) bool {
+	host, _, err := net.SplitHostPort(s)
+	if err != nil {
+		return false
+	}
+	if host == "localhost" {
+		return true
+	}
+	ip := net.ParseIP(host)
+	return ip != nil && ip.IsLoopback()
+}
+
 var hostname = regexp.MustCompile(`^(?i)[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?(\.[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?)*$`)
 
 // validBaseURL accepts the absolute http(s) URL of the server root, to
@@ -846,6 +865,9 @@ func (c *Config) validate(ps *problems) {
 	}
 	if c.Limits.RatePerSecond > 0 && c.Limits.RateBurst < 1 {
 		ps.add("limits.rate_burst", "must be at least 1 when limits.rate_per_second is set (got %d)", c.Limits.RateBurst)
+	}
+	if c.production() && c.Server.PprofListen != "" && !loopbackListen(c.Server.PprofListen) {
+		ps.add("server.pprof_listen", "must be a loopback address in production (got %q): profiles expose the process's memory and are served without authentication", c.Server.PprofListen)
 	}
 	if c.production() && c.NHSNumber.RelaxCheckDigit {
 		ps.add("nhs_number.relax_check_digit", "is refused in production: every NHS number must pass the check digit")

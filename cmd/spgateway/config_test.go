@@ -217,6 +217,7 @@ func TestEnvOverrides(t *testing.T) {
 		"SPGATEWAY_TELEMETRY_METRICS_ENABLED":         "false",
 		"SPGATEWAY_OAUTH_TOKEN_LIFETIME":              "10m",
 		"SPGATEWAY_SERVER_TRUSTED_PROXIES":            "10.0.0.1,192.168.0.0/16",
+		"SPGATEWAY_SERVER_PPROF_LISTEN":               "127.0.0.1:6061",
 		"SPGATEWAY_AUDIT_QUEUE":                       "100",
 		"SPGATEWAY_AUDIT_BATCH":                       "10",
 	}
@@ -230,7 +231,7 @@ func TestEnvOverrides(t *testing.T) {
 		Listen: "0.0.0.0:9090", BaseURL: "https://gw.example.org",
 		ReadHeaderTimeout: 3 * time.Second, ReadTimeout: 4 * time.Second, WriteTimeout: 5 * time.Second,
 		IdleTimeout: 6 * time.Second, ShutdownTimeout: 7 * time.Second,
-		TrustedProxies: []string{"10.0.0.1", "192.168.0.0/16"},
+		TrustedProxies: []string{"10.0.0.1", "192.168.0.0/16"}, PprofListen: "127.0.0.1:6061",
 	}
 	want.Limits = LimitsConfig{MaxBodyBytes: 2048, MaxJSONDepth: 16, DefaultCount: 10, MaxCount: 20, RatePerSecond: 2.5, RateBurst: 10}
 	want.Telemetry = TelemetryConfig{ServiceName: "spgateway-test", Traces: TracesConfig{Exporter: "otlp", SampleRatio: 0.25}}

@@ -237,6 +237,14 @@ func serve(ctx context.Context, cfg *Config, log *slog.Logger, tel *telemetry) e
 	if err != nil {
 		return err
 	}
+	if cfg.Server.PprofListen != "" {
+		stopPprof, err := startPprof(cfg.Server.PprofListen, log)
+		if err != nil {
+			ln.Close()
+			return fmt.Errorf("server.pprof_listen: %w", err)
+		}
+		defer stopPprof()
+	}
 	log.Info("spgateway listening", "addr", ln.Addr().String(), "fhir_base", cfg.fhirBaseURL(),
 		"environment", cfg.Environment, "database", cfg.Database.Driver, "version", version())
 	sweepCtx, stopSweep := context.WithCancel(ctx)

@@ -238,11 +238,14 @@ func (v *view) include(ctx context.Context, org string, snap int64, inc gateway.
 	var w query
 	w.add("v.type = ?", inc.Type)
 	w.add("v.id IN ("+placeholders(len(ids))+")", ids...)
-	vis, visArgs := asOf("v", snap)
-	w.add(vis, visArgs...)
+	// The unary + keeps seq out of index choice: without statistics
+	// SQLite would otherwise walk resource_by_type through every version
+	// of the type up to snap, not probe (type, id) for the few versions
+	// of each id. The ids are at most a page's, so the sort is small.
+	w.add("+v.seq <= ? AND (v.superseded_seq IS NULL OR v.superseded_seq > ?)", snap, snap)
 	w.add(v.d.accessible, org)
 	var rows []row
-	if err := v.selectAll(ctx, &rows, (`SELECT ` + rowColumns + ` FROM resource_versions v WHERE ` + w.sql() + ` ORDER BY v.seq`), w.args...); err != nil {
+	if err := v.selectAll(ctx, &rows, (`SELECT ` + rowColumns + ` FROM resource_versions v WHERE ` + w.sql() + ` ORDER BY +v.seq`), w.args...); err != nil {
 		return nil, gateway.Internal("store.Search", err)
 	}
 	out := make([]gateway.Resource, len(rows))
