@@ -238,7 +238,7 @@ func defaultConfig() *Config {
 			Traces:      TracesConfig{Exporter: tracesNone, SampleRatio: 1},
 			Metrics:     MetricsConfig{Enabled: true},
 		},
-		Audit: AuditConfig{Queue: 4096, Batch: 256},
+		Audit: AuditConfig{Queue: 1024, Batch: 256},
 	}
 }
 
