@@ -1,7 +1,6 @@
 package fhir
 
 import (
-	"context"
 	"encoding/json"
 	"errors"
 	"net/http"
@@ -94,10 +93,12 @@ func (s *Server) writeError(c *gin.Context, err error) {
 	code := gateway.ErrorCode(err)
 	switch ctx := c.Request.Context(); {
 	case code != gateway.CodeInternal && code != gateway.CodeUnavailable:
-	case errors.Is(err, context.Canceled) && ctx.Err() != nil:
+	case ctx.Err() != nil:
 		// The client went away (gave up or lost its connection) and the
-		// work was abandoned with it: nothing for an operator to mend.
-		s.log.InfoContext(ctx, "request abandoned by the client", "request_id", id, "route", c.FullPath())
+		// work was abandoned with it: the cancelled context shows as
+		// context.Canceled, or as a transaction database/sql has already
+		// rolled back. Nothing for an operator to mend.
+		s.log.InfoContext(ctx, "request abandoned by the client", "request_id", id, "route", c.FullPath(), "err", err.Error())
 	default:
 		s.log.ErrorContext(ctx, "request failed", "request_id", id, "route", c.FullPath(), "err", err.Error())
 	}

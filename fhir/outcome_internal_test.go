@@ -3,6 +3,7 @@ package fhir
 import (
 	"bytes"
 	"context"
+	"database/sql"
 	"fmt"
 	"log/slog"
 	"net/http/httptest"
@@ -15,9 +16,9 @@ import (
 )
 
 // TestAbandonedRequestIsNotAnError: a request whose client went away fails
-// with context.Canceled deep in the store; that is logged as information,
-// while the same error on a live request, or any other internal error, is
-// logged as an error with its cause.
+// deep in the store (context.Canceled, or a transaction database/sql rolled
+// back when the context ended); that is logged as information, while the
+// same errors on a live request are logged as errors with their cause.
 func TestAbandonedRequestIsNotAnError(t *testing.T) {
 	cause := gateway.Internal("store.Update", fmt.Errorf("begin: %w", context.Canceled))
 	for _, c := range []struct {
@@ -29,7 +30,8 @@ func TestAbandonedRequestIsNotAnError(t *testing.T) {
 	}{
 		{"client gone", cause, true, "INFO", "request abandoned by the client"},
 		{"cancelled but the client is still there", cause, false, "ERROR", "request failed"},
-		{"other internal error, client gone", gateway.Internal("store.Update", fmt.Errorf("disk full")), true, "ERROR", "request failed"},
+		{"transaction rolled back by the cancellation", gateway.Internal("store.Update", sql.ErrTxDone), true, "INFO", "request abandoned by the client"},
+		{"internal error, client still there", gateway.Internal("store.Update", fmt.Errorf("disk full")), false, "ERROR", "request failed"},
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			var logs bytes.Buffer
