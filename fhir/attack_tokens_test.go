@@ -105,7 +105,7 @@ type tokenWorld struct {
 	keys    map[string]crypto.Signer // the clients' private keys
 }
 
-func newTokenWorld(t *testing.T, engine string) *tokenWorld {
+func newTokenWorld(t *testing.T, engine string, opts ...gatewayOption) *tokenWorld {
 	t.Helper()
 	gwKey, err := oauth.GenerateKey(oauth.ES256)
 	if err != nil {
@@ -145,7 +145,7 @@ func newTokenWorld(t *testing.T, engine string) *tokenWorld {
 		}
 		f.Tokens = w.tokens
 		return oauth.Chain(w.tokens, devKeys())
-	}, scWithCases(nil))
+	}, append([]gatewayOption{scWithCases(nil)}, opts...)...)
 	w.testGateway, w.a, w.b = atkPopulate(t, g)
 	return w
 }
