@@ -3,12 +3,14 @@ package fhir_test
 import (
 	"bufio"
 	"bytes"
+	"context"
 	"encoding/json"
 	"fmt"
 	"io"
 	"net"
 	"net/http"
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
@@ -174,6 +176,20 @@ func TestAttackHeaderInjection(t *testing.T) {
 					t.Errorf("search %s: %s link %q", q, rel, l)
 				}
 			}
+		}
+		// The refusals are in the audit trail: ids that are not text a
+		// database keeps do not hold up the trail.
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		if err := g.audit.Flush(ctx); err != nil {
+			t.Fatalf("the audit trail is not written: %v", err)
+		}
+		found := false
+		for _, e := range g.trail(t) {
+			found = found || slices.Contains(e.Entities, "Task/a\uFFFDb")
+		}
+		if !found {
+			t.Error("no audit event names Task/a\uFFFDb, for the refused update of Task/a%00b")
 		}
 	})
 }
