@@ -85,7 +85,12 @@ func atkSeed(t *testing.T, g *testGateway, tn *atkTenant, event string) {
 // atkWorld is two tenants on one gateway.
 func atkWorld(t *testing.T, engine string) (*testGateway, *atkTenant, *atkTenant) {
 	t.Helper()
-	g := newGateway(t, engine, scWithCases(nil))
+	return atkPopulate(t, newGateway(t, engine, scWithCases(nil)))
+}
+
+// atkPopulate seeds the two tenants on a gateway with case records.
+func atkPopulate(t *testing.T, g *testGateway) (*testGateway, *atkTenant, *atkTenant) {
+	t.Helper()
 	a := &atkTenant{practice: keyA81001, provider: keyPRV01, practiceOrg: "A81001", providerOrg: "PRV01",
 		practiceID: "practice-a81001", providerID: "provider-prv01", nhs: "9434765919", identifier: "ATK-A-0001"}
 	b := &atkTenant{practice: keyA81002, provider: keyPRV02, practiceOrg: "A81002", providerOrg: "PRV02",

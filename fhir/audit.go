@@ -185,6 +185,9 @@ func (s *Server) parseAuditSearch(def *resourceDef, params url.Values, strict bo
 			if v == "" {
 				continue
 			}
+			if err := textValue(key, v); err != nil {
+				return q, nil, err
+			}
 			if filters++; filters > maxFilters {
 				return q, nil, badParam("a search takes at most %d parameters", maxFilters)
 			}

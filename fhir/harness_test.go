@@ -101,6 +101,14 @@ func devKeys() gateway.Authenticator {
 // and keys on a fresh store of engine.
 func newGateway(t testing.TB, engine string, opts ...gatewayOption) *testGateway {
 	t.Helper()
+	return newGatewayAuth(t, engine, nil, opts...)
+}
+
+// newGatewayAuth is newGateway with the authenticator auth makes from the
+// gateway's store and FHIR configuration (which it may change, to add a
+// token endpoint); nil auth keeps the development keys.
+func newGatewayAuth(t testing.TB, engine string, auth func(*store.Store, *fhir.Config) gateway.Authenticator, opts ...gatewayOption) *testGateway {
+	t.Helper()
 	gcfg := devConfig()
 	g := &testGateway{t: t}
 	srv := httptest.NewUnstartedServer(nil)
@@ -142,7 +150,11 @@ func newGateway(t testing.TB, engine string, opts ...gatewayOption) *testGateway
 	if err != nil {
 		t.Fatal(err)
 	}
-	h, err := fhir.NewServer(fcfg, svc, devKeys())
+	authn := devKeys()
+	if auth != nil {
+		authn = auth(st, &fcfg)
+	}
+	h, err := fhir.NewServer(fcfg, svc, authn)
 	if err != nil {
 		t.Fatal(err)
 	}

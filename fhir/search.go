@@ -221,12 +221,23 @@ func findInclude(def *resourceDef, v string) (gateway.Include, bool) {
 	return gateway.Include{}, false
 }
 
+// textValue refuses a search value the store cannot bind as text:
+// PostgreSQL refuses bytes that are not UTF-8, and NUL in any text.
+func textValue(name, value string) error {
+	if !utf8.ValidString(value) {
+		return badParam("%s: the value is not UTF-8", name)
+	}
+	if strings.IndexByte(value, 0) >= 0 {
+		return badParam("%s: the value holds a NUL character", name)
+	}
+	return nil
+}
+
 // addFilter adds one value (which may list alternatives separated by commas)
 // of a search parameter to the query.
 func (s *Server) addFilter(ps *parsedSearch, p searchParam, modifier, chain, value string) error {
-	if !utf8.ValidString(value) {
-		// The store binds values as text, which PostgreSQL refuses.
-		return badParam("%s: the value is not UTF-8", p.name)
+	if err := textValue(p.name, value); err != nil {
+		return err
 	}
 	if len(ps.query.Filters) >= maxFilters {
 		return badParam("a search takes at most %d parameters", maxFilters)

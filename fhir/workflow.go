@@ -14,6 +14,7 @@ import (
 	"github.com/tidwall/gjson"
 
 	"github.com/spgateway/spgateway/gateway"
+	"github.com/spgateway/spgateway/mapping"
 )
 
 const mediaJSONPatch = "application/json-patch+json"
@@ -75,6 +76,11 @@ func (s *Server) patch(c *gin.Context) (err error) {
 	}
 	raw, err := s.readBody(c)
 	if err != nil {
+		return err
+	}
+	// FHIR JSON forbids repeated names; in a patch, the library would take
+	// the last "op" of an operation, making a test a replace.
+	if err := mapping.CheckKeys(raw); err != nil {
 		return err
 	}
 	ops, err := jsonpatch.DecodePatch(raw)

@@ -4,9 +4,11 @@ import (
 	"context"
 	"errors"
 	"slices"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
+	"unicode/utf8"
 )
 
 // TypeAuditEvent is the FHIR type of the audit trail, read by operators.
@@ -142,6 +144,9 @@ func (s *Service) begin(ctx context.Context, p Principal, action AuditAction, ty
 		return &audit{svc: s, parent: outer}, ctx
 	}
 	ri := RequestFrom(ctx)
+	for i, t := range targets {
+		targets[i] = storable(t)
+	}
 	a := &audit{svc: s, targets: targets, ev: AuditEvent{ClientID: p.ClientID, Role: p.Role, Org: p.Org, Action: action, ResourceType: typ}}
 	if ri != nil {
 		ri.audited.Store(true)
@@ -151,6 +156,17 @@ func (s *Service) begin(ctx context.Context, p Principal, action AuditAction, ty
 		}
 	}
 	return a, context.WithValue(ctx, auditKey{}, a)
+}
+
+// storable is s as text every store keeps: a target named by a client's
+// path may hold NUL or bytes that are not UTF-8, which PostgreSQL refuses,
+// and one such event would hold up the batch, and every event after it,
+// for good.
+func storable(s string) string {
+	if utf8.ValidString(s) && strings.IndexByte(s, 0) < 0 {
+		return s
+	}
+	return strings.ToValidUTF8(strings.ReplaceAll(s, "\x00", "\uFFFD"), "\uFFFD")
 }
 
 // root is the audit a call adds to: its own, or its outer call's.
@@ -178,6 +194,7 @@ func (a *audit) touchReferral(t Resource) {
 
 func (a *audit) touchRef(ref string) {
 	a = a.root()
+	ref = storable(ref)
 	if !slices.Contains(a.touched, ref) {
 		a.touched = append(a.touched, ref)
 	}

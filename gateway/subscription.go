@@ -93,8 +93,13 @@ func ParseChannelHeader(line string) (name, value string, err error) {
 			return "", "", errors.New("the name is not a header name")
 		}
 	}
-	if strings.ContainsAny(value, "\r\n\x00") {
+	if strings.ContainsAny(value, "\r\n") {
 		return "", "", errors.New("the value is more than one line")
+	}
+	// RFC 9110 5.5: no control characters but the tab. An HTTP client
+	// refuses to send any other, so a stored one would fail every delivery.
+	if strings.ContainsFunc(value, func(r rune) bool { return r < ' ' && r != '\t' || r == 0x7f }) {
+		return "", "", errors.New("the value holds a control character")
 	}
 	return name, value, nil
 }

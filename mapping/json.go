@@ -173,6 +173,12 @@ func checkKeys(doc []byte, at []string) error {
 	}
 }
 
+// CheckKeys refuses, as invalid, a JSON document that is not a resource
+// (a JSON Patch) in which an object repeats a property name or has one
+// without a name: a library that reads the last of repeated names would
+// act on what no check saw.
+func CheckKeys(doc []byte) error { return checkKeys(doc, nil) }
+
 // badKey returns a property name that an object of doc repeats, or "" for
 // a property without a name. doc is valid JSON (a model decoded it).
 func badKey(doc []byte) (string, bool) {
