@@ -327,6 +327,20 @@ func (s *Service) AuditEvent(ctx context.Context, p Principal, id string) (ev Au
 	return ev, err
 }
 
+func (a *BatchAuditor) insert(events ...AuditEvent) error {
+	return a.cfg.Store.Update(a.ctx, func(tx Tx) error { return tx.Audit(a.ctx, events...) })
+}
+
+// stripped is ev without its resource references, every text made
+// storable: who, what kind of access, when and with what outcome survive.
+func stripped(ev AuditEvent) AuditEvent {
+	ev.Entities = nil
+	ev.ClientID, ev.Org, ev.ResourceType = storable(ev.ClientID), storable(ev.Org), storable(ev.ResourceType)
+	ev.Outcome, ev.SourceIP, ev.RequestID = storable(ev.Outcome), storable(ev.SourceIP), storable(ev.RequestID)
+	ev.Role, ev.Action = Role(storable(string(ev.Role))), AuditAction(storable(string(ev.Action)))
+	return ev
+}
+
 // StoreAuditor writes each audit event in a transaction of its own: simple,
 // and the slowest choice; BatchAuditor is for serving.
 type StoreAuditor struct{ Store Store }
@@ -350,6 +364,10 @@ type BatchAuditorConfig struct {
 	// Failed is told of a batch that could not be written (it is tried
 	// again, until Close gives up); it may be nil.
 	Failed func(err error, events int)
+	// Stripped is told of an event the database refused while it took
+	// others, which was then written without its resource references and
+	// with its other text made storable; it may be nil.
+	Stripped func(ev AuditEvent, err error)
 }
 
 // BatchAuditor writes audit events in batches, one transaction and one
@@ -488,16 +506,37 @@ func (a *BatchAuditor) run() {
 }
 
 // write writes one batch, trying again with backoff until it succeeds or
-// Close gives up.
+// Close gives up. A batch refused while the database answers holds an event
+// the database will not take: it is split, so that such an event holds up
+// only itself, and that event is written stripped of its references rather
+// than stop the trail (and, by back pressure, every read) for ever.
 func (a *BatchAuditor) write(batch []AuditEvent) {
 	wait := 50 * time.Millisecond
 	for {
-		err := a.cfg.Store.Update(a.ctx, func(tx Tx) error { return tx.Audit(a.ctx, batch...) })
+		err := a.insert(batch...)
 		if err == nil {
 			return
 		}
 		if a.cfg.Failed != nil {
 			a.cfg.Failed(err, len(batch))
+		}
+		if a.ctx.Err() == nil && a.cfg.Store.Ping(a.ctx) == nil {
+			if len(batch) > 1 {
+				half := len(batch) / 2
+				a.write(batch[:half])
+				a.write(batch[half:])
+				return
+			}
+			if a.insert(batch...) == nil { // a passing failure
+				return
+			}
+			bare := stripped(batch[0])
+			if a.insert(bare) == nil {
+				if a.cfg.Stripped != nil {
+					a.cfg.Stripped(bare, err)
+				}
+				return
+			}
 		}
 		select {
 		case <-time.After(wait):

@@ -2,12 +2,15 @@ package gateway_test
 
 import (
 	"context"
+	"database/sql"
 	"errors"
 	"fmt"
+	"sync"
 	"testing"
 	"time"
 
 	"github.com/spgateway/spgateway/gateway"
+	"github.com/spgateway/spgateway/gateway/store"
 	"github.com/spgateway/spgateway/gateway/store/storetest"
 )
 
@@ -167,4 +170,89 @@ func TestBatchAuditorCloseGivesUp(t *testing.T) {
 	if got := storedAudits(t, st); len(got) != 1 {
 		t.Errorf("%d events stored, want 1", len(got))
 	}
+}
+
+// TestBatchAuditorIsolatesARefusedEvent: the database refuses one event of
+// a batch (here a trigger refuses its reference) while it takes others.
+// Every other event of the batch and every later one is written whole; the
+// refused one is written without its references and reported, instead of
+// holding up the trail for ever.
+func TestBatchAuditorIsolatesARefusedEvent(t *testing.T) {
+	storetest.Each(t, func(t *testing.T, engine string) {
+		cfg := storetest.Config(t, engine)
+		st := storetest.OpenConfig(t, cfg)
+		driver, dsn := "pgx", cfg.DSN
+		if engine == store.DriverSQLite {
+			driver, dsn = "sqlite", "file:"+cfg.DSN+"?_pragma=busy_timeout(10000)"
+		}
+		db, err := sql.Open(driver, dsn)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer db.Close()
+		stmts := []string{`CREATE TRIGGER refuse_poison BEFORE INSERT ON audit_entities WHEN NEW.ref = 'Task/poison'
+			BEGIN SELECT RAISE(ABORT, 'refused for the test'); END`}
+		if engine == store.DriverPostgres {
+			stmts = []string{`CREATE FUNCTION refuse_poison() RETURNS trigger LANGUAGE plpgsql AS $$
+				BEGIN IF NEW.ref = 'Task/poison' THEN RAISE EXCEPTION 'refused for the test'; END IF; RETURN NEW; END; $$`,
+				`CREATE TRIGGER refuse_poison BEFORE INSERT ON audit_entities FOR EACH ROW EXECUTE FUNCTION refuse_poison()`}
+		}
+		for _, q := range stmts {
+			if _, err := db.Exec(q); err != nil {
+				t.Fatalf("%s: %v", q, err)
+			}
+		}
+
+		var mu sync.Mutex
+		var reported []gateway.AuditEvent
+		a, err := gateway.NewBatchAuditor(gateway.BatchAuditorConfig{Store: st, Queue: 64, Batch: 16,
+			Stripped: func(ev gateway.AuditEvent, err error) {
+				mu.Lock()
+				defer mu.Unlock()
+				reported = append(reported, ev)
+			}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		const n = 40
+		poison := auditEvent(7)
+		poison.Entities = []string{"Task/poison", "Patient/p"}
+		for i := range n {
+			ev := auditEvent(i)
+			if i == 7 {
+				ev = poison
+			}
+			if err := a.Record(context.Background(), ev); err != nil {
+				t.Fatal(err)
+			}
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		defer cancel()
+		if err := a.Flush(ctx); err != nil {
+			t.Fatalf("the trail is held up by the refused event: %v", err)
+		}
+		if err := a.Close(ctx); err != nil {
+			t.Fatal(err)
+		}
+		got := map[string]gateway.AuditEvent{}
+		for _, e := range storedAudits(t, st) {
+			got[e.ID] = e
+		}
+		if len(got) != n {
+			t.Fatalf("%d events stored, want %d", len(got), n)
+		}
+		for id, e := range got {
+			switch {
+			case id == poison.ID:
+				if len(e.Entities) != 0 || e.ClientID != poison.ClientID || e.Action != poison.Action || e.Outcome != poison.Outcome {
+					t.Errorf("refused event stored as %+v, want it without references and otherwise whole", e)
+				}
+			case len(e.Entities) != 2:
+				t.Errorf("event %s stored with %v, want its two references", e.ClientID, e.Entities)
+			}
+		}
+		if len(reported) != 1 || reported[0].ID != poison.ID {
+			t.Errorf("reported %+v, want the refused event once", reported)
+		}
+	})
 }

@@ -144,6 +144,10 @@ func serve(ctx context.Context, cfg *Config, log *slog.Logger, tel *telemetry) e
 	auditor, err := gateway.NewBatchAuditor(gateway.BatchAuditorConfig{Store: st, Queue: cfg.Audit.Queue, Batch: cfg.Audit.Batch,
 		Failed: func(err error, n int) {
 			log.Error("writing audit events failed; trying again", "events", n, "err", err)
+		},
+		Stripped: func(ev gateway.AuditEvent, err error) {
+			log.Error("the database refused an audit event; it was written without its resource references",
+				"audit_id", ev.ID, "request_id", ev.RequestID, "err", err)
 		}})
 	if err != nil {
 		return err
