@@ -27,11 +27,13 @@ func Excerpt(answer, payload []byte) string {
 		return ' '
 	}, string(answer))
 	s = strings.Join(strings.Fields(s), " ")
-	if len(s) > MaxExcerpt {
-		s = strings.TrimSpace(strings.ToValidUTF8(s[:MaxExcerpt], "")) + "…"
-	}
+	// The whole answer is checked, not the excerpt: a value cut in two at
+	// the end of the excerpt would no longer match a whole word.
 	if s == "" || mayEcho(s, payload) {
 		return ""
+	}
+	if len(s) > MaxExcerpt {
+		s = strings.TrimSpace(strings.ToValidUTF8(s[:MaxExcerpt], "")) + "…"
 	}
 	return s
 }
