@@ -310,6 +310,11 @@ func TestCaseEvents(t *testing.T) {
 		if task["status"] != "accepted" || v != 2 || !slices.Contains(scNotes(task), "Allocated to Sam.") {
 			t.Errorf("after ACCEPT: version %d %v %v", v, task["status"], task["note"])
 		}
+		for _, n := range task["note"].([]any) {
+			if str(n, "text") == "Allocated to Sam." && str(n, "authorString") == "" {
+				t.Errorf("the case event's note has no author: %v", n)
+			}
+		}
 		if str(task, "meta", "extension", 0, "valueReference", "reference") != "Organization/PRV01" {
 			t.Errorf("who changed it: %v", task["meta"])
 		}

@@ -298,8 +298,9 @@ func (s *Service) ApplyCaseEvent(ctx context.Context, p Principal, id string, bo
 		}
 		// The answer is the case record: the referral and patient too.
 		a.touchReferral(cur)
+		by, at := s.edited(p)
 		edit := TaskEdit{ID: cur.ID, Version: cur.Version, Now: s.now(), Status: ev.Status, Reason: ev.Reason,
-			BusinessStatus: ev.BusinessStatus, AddNote: ev.Note}
+			BusinessStatus: ev.BusinessStatus, AddNote: ev.Note, ChangedBy: by, ChangedAt: at}
 		body, err := s.docs.WriteTask(cur.Body, edit)
 		if err != nil {
 			return nil, Internal("apply case event", err)
