@@ -3,6 +3,7 @@ package fhir
 import (
 	"encoding/json"
 	"net/http"
+	"slices"
 	"strconv"
 	"strings"
 
@@ -27,11 +28,7 @@ func caseStatuses(v string) ([]string, error) {
 		case "open":
 			out = append(out, gateway.OpenStatuses...)
 		default:
-			found := false
-			for _, st := range gateway.TaskStatuses {
-				found = found || st == s
-			}
-			if !found {
+			if !slices.Contains(gateway.TaskStatuses, s) {
 				return nil, gateway.Problem(gateway.CodeInvalid, gateway.IssueValue, "status", "status is new, open or a Task status, not %q", s)
 			}
 			out = append(out, s)

@@ -196,7 +196,7 @@ var resourceDefs = []resourceDef{
 		doc: "The audit trail, for operators (admin clients) only: one event per read, search, history, create, update, patch, " +
 			"delete or operation on patient data, per case API call and report, and per refused request (401, 403, 404…), " +
 			"with who (client, role, organisation), what (resource references only), when, the outcome and the source address. " +
-			"Newest first.",
+			"Newest first. Searches give no Bundle.total and do not take _total.",
 		params: []searchParam{
 			{name: "agent", typ: paramReference, doc: "Who: a client id, Organization/{code} or the bare code; commas for alternatives"},
 			{name: "entity", typ: paramReference, doc: "A resource touched, as Type/id; commas for alternatives"},

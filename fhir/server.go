@@ -46,7 +46,8 @@ type Config struct {
 	// clients to it.
 	Tokens TokenIssuer
 	// RatePerSecond and RateBurst are each authenticated client's token
-	// bucket on /fhir and /api/v1 (429 beyond); 0 turns the limit off.
+	// bucket on /fhir and /api/v1 (429 beyond); a RatePerSecond of 0 turns
+	// the limit off, and a RateBurst below 1 is taken as 1.
 	RatePerSecond float64
 	RateBurst     int
 	// TracerProvider and MeterProvider, when set, trace each request

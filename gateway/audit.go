@@ -3,6 +3,7 @@ package gateway
 import (
 	"context"
 	"errors"
+	"fmt"
 	"slices"
 	"strings"
 	"sync"
@@ -87,8 +88,8 @@ type AuditPage struct {
 
 // Auditor keeps audit events that are not written inside a write
 // transaction: reads, searches, history and refusals. Record may block (back
-// pressure) but never drops an event; it returns an error only when the
-// event cannot be kept (the auditor is closed).
+// pressure) but never drops an event; it returns an error when the event
+// could not be kept (a failed write, or a closed auditor).
 type Auditor interface {
 	Record(ctx context.Context, ev AuditEvent) error
 }
@@ -460,7 +461,7 @@ func (a *BatchAuditor) Close(ctx context.Context) error {
 	}
 	a.cancel()
 	if n := a.lost.Load(); n > 0 {
-		return errors.New("gateway.BatchAuditor.Close: audit events lost: the database did not take them before the shutdown deadline")
+		return fmt.Errorf("gateway.BatchAuditor.Close: %d audit events lost: the database did not take them before the shutdown deadline", n)
 	}
 	return nil
 }

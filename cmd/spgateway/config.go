@@ -108,7 +108,8 @@ type LimitsConfig struct {
 	DefaultCount int   `yaml:"default_count" env:"DEFAULT_COUNT" validate:"min=1"`
 	MaxCount     int   `yaml:"max_count" env:"MAX_COUNT" validate:"min=1"`
 	// RatePerSecond and RateBurst are each authenticated client's token
-	// bucket, per replica; 0 turns the limit off.
+	// bucket, per replica; a rate of 0 turns the limit off (a rate needs a
+	// burst of at least 1).
 	RatePerSecond float64 `yaml:"rate_per_second" env:"RATE_PER_SECOND" validate:"min=0"`
 	RateBurst     int     `yaml:"rate_burst" env:"RATE_BURST" validate:"min=0"`
 }

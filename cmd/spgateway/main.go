@@ -308,18 +308,3 @@ func sweepPROMs(ctx context.Context, svc *gateway.Service, every time.Duration, 
 		}
 	}
 }
-
-// waitReady is for tests: it polls url until it answers 200 or d passes.
-func waitReady(url string, d time.Duration) error {
-	deadline := time.Now().Add(d)
-	for time.Now().Before(deadline) {
-		if res, err := http.Get(url); err == nil {
-			res.Body.Close()
-			if res.StatusCode == http.StatusOK {
-				return nil
-			}
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
-	return fmt.Errorf("%s not ready after %s", url, d)
-}

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"net"
 	"net/http"
@@ -166,4 +167,19 @@ func TestServeAndShutdown(t *testing.T) {
 			t.Errorf("log holds %q", secret)
 		}
 	}
+}
+
+// waitReady polls url until it answers 200 or d passes.
+func waitReady(url string, d time.Duration) error {
+	deadline := time.Now().Add(d)
+	for time.Now().Before(deadline) {
+		if res, err := http.Get(url); err == nil {
+			res.Body.Close()
+			if res.StatusCode == http.StatusOK {
+				return nil
+			}
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	return fmt.Errorf("%s not ready after %s", url, d)
 }

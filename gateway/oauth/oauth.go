@@ -181,7 +181,13 @@ func New(cfg Config) (*Server, error) {
 func (s *Server) TokenURL() string { return s.tokenURL }
 
 // SigningAlgorithms are the algorithms accepted for client assertions.
-func SigningAlgorithms() []string { return []string{RS256, ES256} }
+func SigningAlgorithms() []string {
+	out := make([]string, len(allowedAlgs))
+	for i, a := range allowedAlgs {
+		out[i] = string(a)
+	}
+	return out
+}
 
 // The error codes of RFC 6749 §5.2 the token endpoint answers with, and
 // server_error for a failure of the gateway itself.

@@ -30,6 +30,8 @@ func TestExcerpt(t *testing.T) {
 		{name: "withheld: an NHS number spaced", answer: "nhs 943 476 5919", want: ""},
 		{name: "withheld: a date", answer: "born 1970-01-01", want: ""},
 		{name: "withheld: nothing", answer: " \n ", want: ""},
+		{name: "quoted: five digits", answer: "ref 12345", want: "ref 12345"},
+		{name: "withheld: six digits", answer: "ref 123456", want: ""},
 		{name: "withheld: a value cut by the excerpt", answer: strings.Repeat("x ", 58) + "bad: Smith", want: ""},
 		{name: "withheld: an NHS number cut by the excerpt", answer: strings.Repeat("x ", 58) + "nhs 9434765919", want: ""},
 		{name: "cut: a long answer", answer: strings.Repeat("ab ", 100), want: strings.Repeat("ab ", 39) + "ab…"},
