@@ -78,14 +78,9 @@ func (s *Server) patch(c *gin.Context) (err error) {
 	if err != nil {
 		return err
 	}
-	// FHIR JSON forbids repeated names; in a patch, the library would take
-	// the last "op" of an operation, making a test a replace.
-	if err := mapping.CheckKeys(raw); err != nil {
+	ops, err := decodePatch(raw)
+	if err != nil {
 		return err
-	}
-	ops, err := jsonpatch.DecodePatch(raw)
-	if err != nil || !gjson.ParseBytes(raw).IsArray() {
-		return gateway.Errorf(gateway.CodeInvalid, "the body is not a JSON Patch (an array of operations)")
 	}
 	// Reading the Task, applying the patch and saving it is one access.
 	ctx, end := s.svc.Audit(c.Request.Context(), principal(c), gateway.AuditPatch, typ, typ+"/"+id)
@@ -98,17 +93,42 @@ func (s *Server) patch(c *gin.Context) (err error) {
 	if cur.Version != version {
 		return gateway.Errorf(gateway.CodePreconditionFailed, "%s/%s is at version %d, not %d: read it again", typ, id, cur.Version, version)
 	}
-	opts := jsonpatch.NewApplyOptions()
-	opts.SupportNegativeIndices = false
-	opts.AccumulatedCopySizeLimit = s.cfg.MaxBodyBytes
-	patched, err := ops.ApplyWithOptions(cur.Body, opts)
+	patched, err := applyPatch(ops, cur.Body, typ, s.cfg.MaxBodyBytes, s.cfg.MaxJSONDepth)
 	if err != nil {
-		return gateway.Problem(gateway.CodeUnprocessable, gateway.IssueInvariant, typ, "the patch cannot be applied: %v", err)
-	}
-	if err := checkJSON(patched, s.cfg.MaxJSONDepth); err != nil {
 		return err
 	}
 	return s.save(c, typ, id, version, patched)
+}
+
+// decodePatch reads a JSON Patch (RFC 6902): an array of operations, with
+// no repeated names (FHIR JSON forbids them, and in a patch the library
+// would take the last "op" of an operation, making a test a replace).
+func decodePatch(raw []byte) (jsonpatch.Patch, error) {
+	if err := mapping.CheckKeys(raw); err != nil {
+		return nil, err
+	}
+	ops, err := jsonpatch.DecodePatch(raw)
+	if err != nil || !gjson.ParseBytes(raw).IsArray() {
+		return nil, gateway.Errorf(gateway.CodeInvalid, "the body is not a JSON Patch (an array of operations)")
+	}
+	return ops, nil
+}
+
+// applyPatch applies ops to doc, a stored resource of type typ. Copies may
+// add at most maxBytes, and the result must be JSON no deeper than
+// maxDepth; a patch that cannot be applied is 422.
+func applyPatch(ops jsonpatch.Patch, doc []byte, typ string, maxBytes int64, maxDepth int) ([]byte, error) {
+	opts := jsonpatch.NewApplyOptions()
+	opts.SupportNegativeIndices = false
+	opts.AccumulatedCopySizeLimit = maxBytes
+	patched, err := ops.ApplyWithOptions(doc, opts)
+	if err != nil {
+		return nil, gateway.Problem(gateway.CodeUnprocessable, gateway.IssueInvariant, typ, "the patch cannot be applied: %v", err)
+	}
+	if err := checkJSON(patched, maxDepth); err != nil {
+		return nil, err
+	}
+	return patched, nil
 }
 
 // save stores a new version sent by PUT or made by PATCH.
