@@ -186,13 +186,24 @@ func TestAuditEveryInteraction(t *testing.T) {
 
 		g.audited(t, []wantAudit{{client: "provider-prv01", role: provider, org: "PRV01", action: gateway.AuditCaseList, typ: "Task",
 			outcome: gateway.OutcomeSuccess, entities: []string{task, sr, patient}, more: true}}, "GET", "/api/v1/cases", keyPRV01, nil)
+		// A case record shows everything the referral wrote, Conditions and
+		// Consent included.
+		shown := written
 		g.audited(t, []wantAudit{{client: "provider-prv01", role: provider, org: "PRV01", action: gateway.AuditCaseRead, typ: "Task",
-			outcome: gateway.OutcomeSuccess, entities: []string{task, sr, patient}, more: true}}, "GET", "/api/v1/cases/"+id, keyPRV01, nil)
+			outcome: gateway.OutcomeSuccess, entities: shown, more: true}}, "GET", "/api/v1/cases/"+id, keyPRV01, nil)
 		// The event reads the case, updates the Task and answers with the
-		// case: one event, written with the update.
-		g.audited(t, []wantAudit{{client: "provider-prv01", role: provider, org: "PRV01", action: gateway.AuditCaseEvent, typ: "Task",
-			outcome: gateway.OutcomeSuccess, entities: []string{task, sr, patient}, more: true}}, "POST", "/api/v1/cases/"+id+"/events", keyPRV01,
-			[]byte(`{"event":"CONTACTED"}`))
+		// case: one event written with the update, and one for the rest of
+		// the record it answers with.
+		var rest []string
+		for _, ref := range shown {
+			if ref != task && ref != sr && ref != patient {
+				rest = append(rest, ref)
+			}
+		}
+		g.audited(t, []wantAudit{
+			ok("provider-prv01", provider, "PRV01", gateway.AuditCaseEvent, "Task", task, sr, patient),
+			ok("provider-prv01", provider, "PRV01", gateway.AuditCaseEvent, "Task", rest...),
+		}, "POST", "/api/v1/cases/"+id+"/events", keyPRV01, []byte(`{"event":"CONTACTED"}`))
 		g.audited(t, []wantAudit{ok("admin", admin, "", gateway.AuditReport, "")}, "GET",
 			"/api/v1/reports/funnel?from=2020-01-01T00:00:00Z&to=2100-01-01T00:00:00Z", keyAdmin, nil)
 		g.audited(t, []wantAudit{ok("provider-prv01", provider, "PRV01", gateway.AuditReport, "")}, "GET",

@@ -131,7 +131,8 @@ type audit struct {
 	ev      AuditEvent
 	targets []string // what the request named; kept on failure
 	touched []string // what was returned or written; kept on success
-	written bool     // a write transaction committed this audit
+	written int      // how many of touched a committed write's event holds
+	wrote   bool     // a write transaction committed this audit
 	parent  *audit   // the audit of the outer call, for a nested call
 }
 
@@ -220,14 +221,23 @@ func (a *audit) event(at time.Time, err error) AuditEvent {
 	return ev
 }
 
-// end records the call's outcome, unless a write transaction already
-// recorded its success. An event that cannot be kept fails the call: no
+// end records the call's outcome. When a write transaction has already
+// recorded its success, end records only what the call showed after it
+// (a case event answers with the case record, Conditions and Consent
+// included), if anything. An event that cannot be kept fails the call: no
 // access goes unaudited.
 func (a *audit) end(ctx context.Context, err error) error {
-	if a.parent != nil || (err == nil && a.written) {
+	if a.parent != nil {
 		return err
 	}
-	if rerr := a.svc.auditor.Record(context.WithoutCancel(ctx), a.event(a.svc.now().UTC(), err)); rerr != nil {
+	ev := a.event(a.svc.now().UTC(), err)
+	if err == nil && a.wrote {
+		if len(a.touched) == a.written {
+			return nil
+		}
+		ev.Entities = slices.Clone(a.touched[a.written:])
+	}
+	if rerr := a.svc.auditor.Record(context.WithoutCancel(ctx), ev); rerr != nil {
 		return errors.Join(err, Internal("audit", rerr))
 	}
 	return err
@@ -251,7 +261,7 @@ func (s *Service) update(ctx context.Context, a *audit, fn func(Tx) error) error
 		o.touched = o.touched[:mark]
 		return err
 	}
-	o.written = true
+	o.wrote, o.written = true, len(o.touched)
 	return nil
 }
 
