@@ -97,20 +97,7 @@ func testNoPatientDataInTelemetry(t *testing.T, engine string) {
 	}))
 	defer hook.Close()
 
-	dev, err := os.ReadFile(filepath.Join("..", "..", "configs", "development.yaml"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	const anchor = "    name: Tyneside Link Workers            # the first link worker service\n"
-	if !bytes.Contains(dev, []byte(anchor)) {
-		t.Fatal("configs/development.yaml has changed: no PRV01 to give a webhook")
-	}
-	conf := bytes.Replace(dev, []byte(anchor), []byte(anchor+"    delivery:\n      adapter: webhook\n      url: "+hook.URL+
-		"/in?token=abc\n      secret_env: PRV01_WEBHOOK_SECRET\n"), 1)
-	path := filepath.Join(t.TempDir(), "spgateway.yaml")
-	if err := os.WriteFile(path, conf, 0o600); err != nil {
-		t.Fatal(err)
-	}
+	path := webhookConfig(t, hook.URL)
 	getenv := testEnv(t, map[string]string{
 		"SPGATEWAY_DATABASE_DRIVER":               engine,
 		"SPGATEWAY_DATABASE_DSN":                  storetest.Config(t, engine).DSN,

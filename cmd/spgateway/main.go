@@ -258,16 +258,17 @@ func serve(ctx context.Context, cfg *Config, log *slog.Logger, tel *telemetry) e
 		sweepPROMs(sweepCtx, svc, cfg.PROMs.SweepInterval, log)
 	}()
 	defer func() { stopSweep(); <-swept }() // before the store closes
-	// The worker stops after the HTTP server has drained (deferred calls
-	// run last first) and before the store closes; a delivery under way
-	// finishes, and one cut short is sent again after a restart.
-	workCtx, stopWork := context.WithCancel(context.WithoutCancel(ctx))
+	// The worker claims nothing after the signal, so the grace period
+	// covers only work under way: the deliveries it has claimed finish
+	// while the HTTP server drains, and the store closes after both. What
+	// the drain stores waits in the outbox for the next gateway; a
+	// delivery cut short is sent again after the lease.
 	worked := make(chan struct{})
 	go func() {
 		defer close(worked)
-		worker.Run(workCtx)
+		worker.Run(ctx)
 	}()
-	defer func() { stopWork(); <-worked }()
+	defer func() { <-worked }()
 	errc := make(chan error, 1)
 	go func() { errc <- srv.Serve(ln) }()
 	select {
