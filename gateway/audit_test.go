@@ -190,12 +190,12 @@ func TestBatchAuditorIsolatesARefusedEvent(t *testing.T) {
 			t.Fatal(err)
 		}
 		defer db.Close()
-		stmts := []string{`CREATE TRIGGER refuse_poison BEFORE INSERT ON audit_entities WHEN NEW.ref = 'Task/poison'
+		stmts := []string{`CREATE TRIGGER refuse_poison BEFORE INSERT ON audit_refs WHEN NEW.ref = 'Task/poison'
 			BEGIN SELECT RAISE(ABORT, 'refused for the test'); END`}
 		if engine == store.DriverPostgres {
 			stmts = []string{`CREATE FUNCTION refuse_poison() RETURNS trigger LANGUAGE plpgsql AS $$
 				BEGIN IF NEW.ref = 'Task/poison' THEN RAISE EXCEPTION 'refused for the test'; END IF; RETURN NEW; END; $$`,
-				`CREATE TRIGGER refuse_poison BEFORE INSERT ON audit_entities FOR EACH ROW EXECUTE FUNCTION refuse_poison()`}
+				`CREATE TRIGGER refuse_poison BEFORE INSERT ON audit_refs FOR EACH ROW EXECUTE FUNCTION refuse_poison()`}
 		}
 		for _, q := range stmts {
 			if _, err := db.Exec(q); err != nil {

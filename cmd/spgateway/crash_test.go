@@ -988,7 +988,7 @@ func checkUpdates(t *testing.T, c *crashClient) {
 func checkAudit(t *testing.T, c *crashClient, db *crashDB) {
 	t.Helper()
 	audited := map[string][]string{} // request id → entities, of successes
-	for _, r := range db.rows(`SELECT e.request_id, n.ref FROM audit_events e JOIN audit_entities n ON n.audit_seq = e.seq WHERE e.outcome = 'success'`) {
+	for _, r := range db.rows(`SELECT e.request_id, n.ref FROM audit_events e JOIN audit_refs n ON n.audit_seq = e.seq WHERE e.outcome = 'success'`) {
 		audited[r[0]] = append(audited[r[0]], r[1])
 	}
 	checked := 0

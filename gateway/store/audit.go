@@ -3,7 +3,9 @@ package store
 import (
 	"context"
 	"database/sql"
+	"encoding/json"
 	"errors"
+	"fmt"
 	"strings"
 	"time"
 
@@ -23,24 +25,41 @@ type auditRow struct {
 	Outcome      string `db:"outcome"`
 	SourceIP     string `db:"source_ip"`
 	RequestID    string `db:"request_id"`
+	Entities     string `db:"entities"` // a JSON array of references
 }
 
-const auditColumns = `a.seq, a.id, a.recorded, a.client_id, a.role, a.org, a.action, a.resource_type, a.outcome, a.source_ip, a.request_id`
+const auditColumns = `a.seq, a.id, a.recorded, a.client_id, a.role, a.org, a.action, a.resource_type, a.outcome, a.source_ip, a.request_id, a.entities`
 
-func (r auditRow) toEvent() gateway.AuditEvent {
-	return gateway.AuditEvent{Seq: r.Seq, ID: r.ID, Recorded: time.UnixMicro(r.Recorded).UTC(), ClientID: r.ClientID,
+func (r auditRow) toEvent() (gateway.AuditEvent, error) {
+	e := gateway.AuditEvent{Seq: r.Seq, ID: r.ID, Recorded: time.UnixMicro(r.Recorded).UTC(), ClientID: r.ClientID,
 		Role: gateway.Role(r.Role), Org: r.Org, Action: gateway.AuditAction(r.Action), ResourceType: r.ResourceType,
 		Outcome: r.Outcome, SourceIP: r.SourceIP, RequestID: r.RequestID}
+	if r.Entities != "[]" {
+		if err := json.Unmarshal([]byte(r.Entities), &e.Entities); err != nil {
+			return e, fmt.Errorf("audit event %s: entities: %w", r.ID, err)
+		}
+	}
+	return e, nil
+}
+
+// entitiesJSON is how audit_events keeps an event's references.
+func entitiesJSON(refs []string) (string, error) {
+	if len(refs) == 0 {
+		return "[]", nil
+	}
+	b, err := json.Marshal(refs)
+	return string(b), err
 }
 
 // Rows per multi-row insert, well inside both engines' limits on bound
 // parameters.
 const (
-	auditEventsPerInsert   = 200
-	auditEntitiesPerInsert = 500
+	auditEventsPerInsert = 200
+	auditRefsPerInsert   = 1000
 )
 
-// Audit appends events with one multi-row insert per table (per chunk).
+// Audit appends events with one multi-row insert per table (per chunk): an
+// event holds its references, and audit_refs indexes them for searches.
 // Writers are serialised, so seq follows commit order and a newest-first
 // listing by seq neither skips nor repeats an event while others write. The
 // statements go straight to the transaction: their text varies with the
@@ -57,11 +76,15 @@ func (t *writeTx) Audit(ctx context.Context, events ...gateway.AuditEvent) error
 }
 
 func (t *writeTx) auditChunk(ctx context.Context, events []gateway.AuditEvent) error {
-	const cols = 10
+	const cols = 11
 	args := make([]any, 0, cols*len(events))
 	for _, e := range events {
+		refs, err := entitiesJSON(e.Entities)
+		if err != nil {
+			return err
+		}
 		args = append(args, e.ID, e.Recorded.UnixMicro(), e.ClientID, string(e.Role), e.Org, string(e.Action),
-			e.ResourceType, e.Outcome, e.SourceIP, e.RequestID)
+			e.ResourceType, e.Outcome, e.SourceIP, e.RequestID, refs)
 	}
 	values := strings.TrimSuffix(strings.Repeat("("+placeholders(cols)+"), ", len(events)), ", ")
 	var ids []struct {
@@ -69,7 +92,7 @@ func (t *writeTx) auditChunk(ctx context.Context, events []gateway.AuditEvent) e
 		ID  string `db:"id"`
 	}
 	if err := t.tx.SelectContext(ctx, &ids, t.d.rebind(`INSERT INTO audit_events
-		(id, recorded, client_id, role, org, action, resource_type, outcome, source_ip, request_id)
+		(id, recorded, client_id, role, org, action, resource_type, outcome, source_ip, request_id, entities)
 		VALUES `+values+` RETURNING seq, id`), args...); err != nil {
 		return err
 	}
@@ -83,8 +106,8 @@ func (t *writeTx) auditChunk(ctx context.Context, events []gateway.AuditEvent) e
 		if rows == 0 {
 			return nil
 		}
-		values := strings.TrimSuffix(strings.Repeat("(?, ?, ?), ", rows), ", ")
-		_, err := t.tx.ExecContext(ctx, t.d.rebind(`INSERT INTO audit_entities (ref, audit_seq, pos) VALUES `+values+
+		values := strings.TrimSuffix(strings.Repeat("(?, ?), ", rows), ", ")
+		_, err := t.tx.ExecContext(ctx, t.d.rebind(`INSERT INTO audit_refs (ref, audit_seq) VALUES `+values+
 			` ON CONFLICT DO NOTHING`), args...)
 		args, rows = args[:0], 0
 		return err
@@ -94,9 +117,9 @@ func (t *writeTx) auditChunk(ctx context.Context, events []gateway.AuditEvent) e
 		if !ok {
 			return errors.New("an inserted audit event did not come back")
 		}
-		for pos, ref := range e.Entities {
-			args = append(args, ref, seq, pos)
-			if rows++; rows == auditEntitiesPerInsert {
+		for _, ref := range e.Entities {
+			args = append(args, ref, seq)
+			if rows++; rows == auditRefsPerInsert {
 				if err := flush(); err != nil {
 					return err
 				}
@@ -107,8 +130,8 @@ func (t *writeTx) auditChunk(ctx context.Context, events []gateway.AuditEvent) e
 }
 
 // AuditEvents lists events newest first: the entity condition probes
-// audit_entities' key (ref, audit_seq), the agent and date conditions their
-// own indexes.
+// audit_refs' key (ref, audit_seq), the agent and date conditions their own
+// indexes.
 func (v *view) AuditEvents(ctx context.Context, q gateway.AuditQuery) (gateway.AuditPage, error) {
 	if q.Count <= 0 {
 		return gateway.AuditPage{}, gateway.Errorf(gateway.CodeInvalid, "a page of audit events needs a size")
@@ -140,7 +163,7 @@ func (v *view) AuditEvents(ctx context.Context, q gateway.AuditQuery) (gateway.A
 		for _, g := range group {
 			args = append(args, g)
 		}
-		w.add("a.seq IN (SELECT e.audit_seq FROM audit_entities e WHERE e.ref IN ("+placeholders(len(group))+"))", args...)
+		w.add("a.seq IN (SELECT e.audit_seq FROM audit_refs e WHERE e.ref IN ("+placeholders(len(group))+"))", args...)
 	}
 	for _, b := range q.Dates {
 		cond, args, err := dateCondition("a.recorded", b)
@@ -162,37 +185,13 @@ func (v *view) AuditEvents(ctx context.Context, q gateway.AuditQuery) (gateway.A
 	rows = rows[:min(len(rows), q.Count)]
 	page.Events = make([]gateway.AuditEvent, len(rows))
 	for i, r := range rows {
-		page.Events[i] = r.toEvent()
-	}
-	if err := v.auditEntities(ctx, page.Events); err != nil {
-		return gateway.AuditPage{}, err
+		e, err := r.toEvent()
+		if err != nil {
+			return gateway.AuditPage{}, gateway.Internal("store.AuditEvents", err)
+		}
+		page.Events[i] = e
 	}
 	return page, nil
-}
-
-// auditEntities fills in the entities of events.
-func (v *view) auditEntities(ctx context.Context, events []gateway.AuditEvent) error {
-	if len(events) == 0 {
-		return nil
-	}
-	at := make(map[int64]int, len(events))
-	args := make([]any, len(events))
-	for i, e := range events {
-		at[e.Seq], args[i] = i, e.Seq
-	}
-	var ents []struct {
-		Seq int64  `db:"audit_seq"`
-		Ref string `db:"ref"`
-	}
-	if err := v.tx.SelectContext(ctx, &ents, v.d.rebind(`SELECT audit_seq, ref FROM audit_entities
-		WHERE audit_seq IN (`+placeholders(len(args))+`) ORDER BY audit_seq, pos`), args...); err != nil {
-		return gateway.Internal("store.AuditEvents", err)
-	}
-	for _, e := range ents {
-		i := at[e.Seq]
-		events[i].Entities = append(events[i].Entities, e.Ref)
-	}
-	return nil
 }
 
 // AuditEvent reads one event.
@@ -205,9 +204,9 @@ func (v *view) AuditEvent(ctx context.Context, id string) (gateway.AuditEvent, e
 	if err != nil {
 		return gateway.AuditEvent{}, gateway.Internal("store.AuditEvent", err)
 	}
-	events := []gateway.AuditEvent{r.toEvent()}
-	if err := v.auditEntities(ctx, events); err != nil {
-		return gateway.AuditEvent{}, err
+	e, err := r.toEvent()
+	if err != nil {
+		return gateway.AuditEvent{}, gateway.Internal("store.AuditEvent", err)
 	}
-	return events[0], nil
+	return e, nil
 }

@@ -1,0 +1,22 @@
+package store
+
+import (
+	"database/sql"
+	"io/fs"
+
+	"github.com/pressly/goose/v3"
+)
+
+// NewMigrationProvider walks a raw database of driver through the embedded
+// migrations one version at a time, for tests of a migration's data.
+func NewMigrationProvider(driver string, db *sql.DB) (*goose.Provider, error) {
+	d := sqliteDialect
+	if driver == DriverPostgres {
+		d = postgresDialect
+	}
+	fsys, err := fs.Sub(migrations, "migrations/"+d.name)
+	if err != nil {
+		return nil, err
+	}
+	return goose.NewProvider(d.goose, db, fsys, goose.WithDisableGlobalRegistry(true))
+}
