@@ -155,8 +155,8 @@ func (t *telemetry) handler(api http.Handler) http.Handler {
 }
 
 // observe registers the gauges and counters read at each scrape: referrals
-// by Task status and the outbox's depth (each a count query), and the
-// outbox worker's counters.
+// by Task status and the outbox's backlog, pending and dead (each a count
+// query), and the outbox worker's counters.
 func (t *telemetry) observe(st *store.Store, counts *gateway.OutboxMetrics) error {
 	if t.meter == nil {
 		return nil
@@ -165,7 +165,7 @@ func (t *telemetry) observe(st *store.Store, counts *gateway.OutboxMetrics) erro
 	referrals, err1 := m.Int64ObservableGauge("spgateway.referrals", metric.WithUnit("{referral}"),
 		metric.WithDescription("Referrals by the status of their Task"))
 	depth, err2 := m.Int64ObservableGauge("spgateway.outbox.depth", metric.WithUnit("{event}"),
-		metric.WithDescription("Outbox events by status"))
+		metric.WithDescription("Outbox events waiting (pending) or given up (dead)"))
 	attempts, err3 := m.Int64ObservableCounter("spgateway.outbox.attempts", metric.WithUnit("{attempt}"),
 		metric.WithDescription("Delivery attempts made by this process"))
 	delivered, err4 := m.Int64ObservableCounter("spgateway.outbox.delivered", metric.WithUnit("{event}"),
@@ -187,7 +187,7 @@ func (t *telemetry) observe(st *store.Store, counts *gateway.OutboxMetrics) erro
 		defer cancel()
 		tasks, terr := st.TaskCountsByStatus(ctx)
 		byStatus(o, referrals, tasks)
-		events, derr := st.OutboxDepth(ctx)
+		events, derr := st.OutboxBacklog(ctx)
 		byStatus(o, depth, events)
 		o.ObserveInt64(attempts, counts.Attempts.Load())
 		o.ObserveInt64(delivered, counts.Delivered.Load())

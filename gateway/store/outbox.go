@@ -122,6 +122,25 @@ func (s *Store) OutboxDepth(ctx context.Context) (map[string]int, error) {
 	return out, nil
 }
 
+// OutboxBacklog counts the events not delivered, pending and dead, for the
+// metrics endpoint: a range of the (status, next_attempt) index, so a
+// scrape costs what waits, not everything the outbox has delivered.
+func (s *Store) OutboxBacklog(ctx context.Context) (map[string]int, error) {
+	var rows []struct {
+		Status string `db:"status"`
+		N      int    `db:"n"`
+	}
+	if err := s.reader.SelectContext(ctx, &rows, s.d.rebind(`SELECT status, COUNT(*) AS n FROM outbox
+		WHERE status IN (?, ?) GROUP BY status`), gateway.OutboxPending, gateway.OutboxDead); err != nil {
+		return nil, gateway.Internal("store.OutboxBacklog", err)
+	}
+	out := map[string]int{gateway.OutboxPending: 0, gateway.OutboxDead: 0}
+	for _, r := range rows {
+		out[r.Status] = r.N
+	}
+	return out, nil
+}
+
 // TaskCountsByStatus counts current Tasks (referrals) by status, for the
 // metrics endpoint: one scan of the current Tasks, no patient data.
 func (s *Store) TaskCountsByStatus(ctx context.Context) (map[string]int, error) {

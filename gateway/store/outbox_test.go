@@ -120,11 +120,17 @@ func wantClaimed(t *testing.T, what string, got []gateway.OutboxEvent, ids ...st
 	}
 }
 
-func wantDepth(t *testing.T, s gateway.Outbox, pending, delivered, dead int) {
+// wantDepth checks the outbox's depth by status, and that the backlog the
+// metrics show is its pending and dead part.
+func wantDepth(t *testing.T, s *store.Store, pending, delivered, dead int) {
 	t.Helper()
 	want := map[string]int{gateway.OutboxPending: pending, gateway.OutboxDelivered: delivered, gateway.OutboxDead: dead}
 	if got := depth(t, s); !mapsEqual(got, want) {
 		t.Errorf("OutboxDepth = %v, want %v", got, want)
+	}
+	backlog, err := s.OutboxBacklog(t.Context())
+	if want := map[string]int{gateway.OutboxPending: pending, gateway.OutboxDead: dead}; err != nil || !mapsEqual(backlog, want) {
+		t.Errorf("OutboxBacklog = %v, %v; want %v", backlog, err, want)
 	}
 }
 
