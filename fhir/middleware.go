@@ -189,14 +189,12 @@ func acceptable(accept string) (string, bool) {
 func (s *Server) authenticate(c *gin.Context) {
 	scheme, credential, found := strings.Cut(c.GetHeader("Authorization"), " ")
 	if !found || !strings.EqualFold(scheme, "Bearer") || strings.TrimSpace(credential) == "" {
-		s.writeError(c, gateway.Errorf(gateway.CodeUnauthorized, "an Authorization: Bearer credential is required"))
-		c.Abort()
+		s.refuseCredentials(c, gateway.Errorf(gateway.CodeUnauthorized, "an Authorization: Bearer credential is required"))
 		return
 	}
 	p, err := s.auth.Authenticate(c.Request.Context(), strings.TrimSpace(credential))
 	if err != nil {
-		s.writeError(c, err)
-		c.Abort()
+		s.refuseCredentials(c, err)
 		return
 	}
 	c.Set(principalKey, p)

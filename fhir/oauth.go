@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
 	"mime"
 	"net/http"
@@ -41,6 +42,23 @@ var oauthStatus = map[string]int{
 func (s *Server) oauthToken(c *gin.Context) {
 	c.Header("Cache-Control", "no-store")
 	c.Header("Pragma", "no-cache")
+	// An address that has failed too often is refused before its
+	// assertion is verified, valid or not, until its bucket refills.
+	addr := addressKey(c.ClientIP())
+	if wait := s.failures.wait(addr); wait > 0 {
+		secs := retryAfter(c, wait)
+		s.oauthError(c, http.StatusTooManyRequests, &oauth.Error{Code: oauth.ErrInvalidRequest,
+			Description: fmt.Sprintf("too many failed token requests from this address: try again in %d s", secs)})
+		return
+	}
+	s.tokenRequest(c)
+	if c.Writer.Status() != http.StatusOK && c.Writer.Status() < http.StatusInternalServerError {
+		s.failures.take(addr)
+	}
+}
+
+// tokenRequest answers a token request.
+func (s *Server) tokenRequest(c *gin.Context) {
 	if c.Request.ContentLength > maxTokenRequestBytes {
 		s.oauthError(c, http.StatusRequestEntityTooLarge, &oauth.Error{Code: oauth.ErrInvalidRequest, Description: "the request body is too large"})
 		return

@@ -125,6 +125,7 @@ type oauthSetup struct {
 	clients *oauth.Clients
 	clock   *testClock
 	meters  *sdkmetric.MeterProvider
+	edit    func(*fhir.Config) // when set, changes each replica's HTTP configuration
 }
 
 // newOAuthSetup makes a database, a gateway signing key and the client
@@ -161,7 +162,11 @@ func (o *oauthSetup) start(t *testing.T) *oauthGateway {
 	if err != nil {
 		t.Fatal(err)
 	}
-	h, err := fhir.NewServer(fhir.Config{BaseURL: oauthBase, Tokens: tokens}, svc, oauth.Chain(tokens, devKeys()))
+	fcfg := fhir.Config{BaseURL: oauthBase, Tokens: tokens}
+	if o.edit != nil {
+		o.edit(&fcfg)
+	}
+	h, err := fhir.NewServer(fcfg, svc, oauth.Chain(tokens, devKeys()))
 	if err != nil {
 		t.Fatal(err)
 	}

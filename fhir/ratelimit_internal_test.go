@@ -35,3 +35,38 @@ func TestClientLimiterBounded(t *testing.T) {
 		t.Error("a rate of 0 made a limiter")
 	}
 }
+
+// TestClientLimiterHoldsAtMost: however many keys are refilling at once,
+// the limiter never holds more than holdAtMost buckets.
+func TestClientLimiterHoldsAtMost(t *testing.T) {
+	now := time.Date(2026, 5, 1, 9, 0, 0, 0, time.UTC)
+	l := newClientLimiter(1.0/60, 1, func() time.Time { return now })
+	for i := range holdAtMost + 10 {
+		l.take(fmt.Sprintf("203.0.%d.%d", i/256, i%256)) // each bucket left empty
+		if len(l.clients) > holdAtMost {
+			t.Fatalf("%d buckets after %d keys, more than %d", len(l.clients), i+1, holdAtMost)
+		}
+	}
+	if d := l.wait("203.0.0.0"); d != 0 {
+		t.Errorf("a key dropped when the limiter started afresh waits %v", d)
+	}
+	if d := l.wait(fmt.Sprintf("203.0.%d.%d", (holdAtMost+9)/256, (holdAtMost+9)%256)); d <= 0 {
+		t.Errorf("the last key's empty bucket does not make it wait")
+	}
+}
+
+func TestAddressKey(t *testing.T) {
+	for in, want := range map[string]string{
+		"203.0.113.7":               "203.0.113.7",
+		"::ffff:203.0.113.7":        "203.0.113.7",
+		"2001:db8:1:2::1":           "2001:db8:1:2::/64",
+		"2001:db8:1:2:ffff:ffff::1": "2001:db8:1:2::/64",
+		"2001:db8:1:3::1":           "2001:db8:1:3::/64",
+		"fe80::1%eth0":              "fe80::/64",
+		"not an address":            "not an address",
+	} {
+		if got := addressKey(in); got != want {
+			t.Errorf("addressKey(%q) = %q, want %q", in, got, want)
+		}
+	}
+}

@@ -50,6 +50,12 @@ type Config struct {
 	// the limit off, and a RateBurst below 1 is taken as 1.
 	RatePerSecond float64
 	RateBurst     int
+	// FailedAuthPerMinute and FailedAuthBurst are each source address's
+	// token bucket for failed authentication (401s on /fhir and /api/v1,
+	// refusals at the token endpoint): beyond it, 429 until it refills.
+	// 0 turns the limit off; a FailedAuthBurst below 1 is taken as 1.
+	FailedAuthPerMinute float64
+	FailedAuthBurst     int
 	// TracerProvider and MeterProvider, when set, trace each request
 	// (spans named by route pattern) and record http.server.request.duration
 	// by route and status. Neither is used when both are nil.
@@ -75,6 +81,7 @@ type Server struct {
 	// smartConfig is the SMART configuration document, when Tokens is set.
 	smartConfig []byte
 	limiter     *clientLimiter
+	failures    *clientLimiter // by source address, of failed authentication
 }
 
 // NewServer builds the router. It refuses a missing service or
@@ -105,13 +112,14 @@ func NewServer(cfg Config, svc *gateway.Service, auth gateway.Authenticator) (*S
 		cfg.Now = time.Now
 	}
 	s := &Server{
-		cfg:     cfg,
-		svc:     svc,
-		auth:    auth,
-		log:     cfg.Logger,
-		base:    strings.TrimSuffix(cfg.BaseURL, "/") + "/fhir",
-		started: cfg.Now().UTC(),
-		limiter: newClientLimiter(cfg.RatePerSecond, cfg.RateBurst, cfg.Now),
+		cfg:      cfg,
+		svc:      svc,
+		auth:     auth,
+		log:      cfg.Logger,
+		base:     strings.TrimSuffix(cfg.BaseURL, "/") + "/fhir",
+		started:  cfg.Now().UTC(),
+		limiter:  newClientLimiter(cfg.RatePerSecond, cfg.RateBurst, cfg.Now),
+		failures: newClientLimiter(cfg.FailedAuthPerMinute/60, cfg.FailedAuthBurst, cfg.Now),
 	}
 	u, err := url.Parse(s.base)
 	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {

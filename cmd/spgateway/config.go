@@ -112,6 +112,11 @@ type LimitsConfig struct {
 	// burst of at least 1).
 	RatePerSecond float64 `yaml:"rate_per_second" env:"RATE_PER_SECOND" validate:"min=0"`
 	RateBurst     int     `yaml:"rate_burst" env:"RATE_BURST" validate:"min=0"`
+	// FailedAuthPerMinute and FailedAuthBurst are each source address's
+	// token bucket for failed authentication, per replica; 0 turns it off
+	// (a rate needs a burst of at least 1).
+	FailedAuthPerMinute float64 `yaml:"failed_auth_per_minute" env:"FAILED_AUTH_PER_MINUTE" validate:"min=0"`
+	FailedAuthBurst     int     `yaml:"failed_auth_burst" env:"FAILED_AUTH_BURST" validate:"min=0"`
 }
 
 // DatabaseConfig says where the store is; see store.Config.
@@ -866,6 +871,9 @@ func (c *Config) validate(ps *problems) {
 	}
 	if c.Limits.RatePerSecond > 0 && c.Limits.RateBurst < 1 {
 		ps.add("limits.rate_burst", "must be at least 1 when limits.rate_per_second is set (got %d)", c.Limits.RateBurst)
+	}
+	if c.Limits.FailedAuthPerMinute > 0 && c.Limits.FailedAuthBurst < 1 {
+		ps.add("limits.failed_auth_burst", "must be at least 1 when limits.failed_auth_per_minute is set (got %d)", c.Limits.FailedAuthBurst)
 	}
 	if c.production() && c.Server.PprofListen != "" && !loopbackListen(c.Server.PprofListen) {
 		ps.add("server.pprof_listen", "must be a loopback address in production (got %q): profiles expose the process's memory and are served without authentication", c.Server.PprofListen)

@@ -211,6 +211,8 @@ func TestEnvOverrides(t *testing.T) {
 		"SPGATEWAY_OUTBOX_SUBSCRIPTION_ALLOW_PRIVATE": "false",
 		"SPGATEWAY_LIMITS_RATE_PER_SECOND":            "2.5",
 		"SPGATEWAY_LIMITS_RATE_BURST":                 "10",
+		"SPGATEWAY_LIMITS_FAILED_AUTH_PER_MINUTE":     "12",
+		"SPGATEWAY_LIMITS_FAILED_AUTH_BURST":          "4",
 		"SPGATEWAY_TELEMETRY_SERVICE_NAME":            "spgateway-test",
 		"SPGATEWAY_TELEMETRY_TRACES_EXPORTER":         "otlp",
 		"SPGATEWAY_TELEMETRY_TRACES_SAMPLE_RATIO":     "0.25",
@@ -233,7 +235,8 @@ func TestEnvOverrides(t *testing.T) {
 		IdleTimeout: 6 * time.Second, ShutdownTimeout: 7 * time.Second,
 		TrustedProxies: []string{"10.0.0.1", "192.168.0.0/16"}, PprofListen: "127.0.0.1:6061",
 	}
-	want.Limits = LimitsConfig{MaxBodyBytes: 2048, MaxJSONDepth: 16, DefaultCount: 10, MaxCount: 20, RatePerSecond: 2.5, RateBurst: 10}
+	want.Limits = LimitsConfig{MaxBodyBytes: 2048, MaxJSONDepth: 16, DefaultCount: 10, MaxCount: 20, RatePerSecond: 2.5, RateBurst: 10,
+		FailedAuthPerMinute: 12, FailedAuthBurst: 4}
 	want.Telemetry = TelemetryConfig{ServiceName: "spgateway-test", Traces: TracesConfig{Exporter: "otlp", SampleRatio: 0.25}}
 	want.Audit = AuditConfig{Queue: 100, Batch: 10}
 	want.Database = DatabaseConfig{Driver: "postgres", DSN: "postgres://u:p@localhost/db", MaxReaders: 3}
@@ -449,6 +452,10 @@ func TestConfigErrors(t *testing.T) {
 			want: []string{"limits.rate_burst: must be at least 1 when limits.rate_per_second is set (got 0)"}},
 		{name: "negative burst", edits: []string{"  max_count: 500\n", "  max_count: 500\n  rate_burst: -3\n"},
 			want: []string{"limits.rate_burst: must be at least 0 (got -3)"}},
+		{name: "failed-auth rate without a burst", edits: []string{"  max_count: 500\n", "  max_count: 500\n  failed_auth_per_minute: 5\n"},
+			want: []string{"limits.failed_auth_burst: must be at least 1 when limits.failed_auth_per_minute is set (got 0)"}},
+		{name: "negative failed-auth rate", edits: []string{"  max_count: 500\n", "  max_count: 500\n  failed_auth_per_minute: -1\n"},
+			want: []string{"limits.failed_auth_per_minute: must be at least 0 (got -1)"}},
 		// The file itself.
 		{name: "unknown key", edits: []string{"environment: test\n", "environment: test\nenviroment: test\n"},
 			want: []string{"config: line 2: enviroment: unknown key (valid keys here: environment, server, limits, database, log, nhs_number, proms, outbox, oauth, telemetry, audit, practices, providers, routing, clients)"}},

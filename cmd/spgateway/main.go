@@ -219,10 +219,12 @@ func serve(ctx context.Context, cfg *Config, log *slog.Logger, tel *telemetry) e
 		Tokens:         tokens,
 		TrustedProxies: cfg.Server.TrustedProxies,
 
-		RatePerSecond:  cfg.Limits.RatePerSecond,
-		RateBurst:      cfg.Limits.RateBurst,
-		TracerProvider: tel.tracerProvider(),
-		MeterProvider:  tel.meterProvider(),
+		RatePerSecond:       cfg.Limits.RatePerSecond,
+		RateBurst:           cfg.Limits.RateBurst,
+		FailedAuthPerMinute: cfg.Limits.FailedAuthPerMinute,
+		FailedAuthBurst:     cfg.Limits.FailedAuthBurst,
+		TracerProvider:      tel.tracerProvider(),
+		MeterProvider:       tel.meterProvider(),
 	}, svc, cfg.authenticator(tokens))
 	if err != nil {
 		return err
