@@ -70,8 +70,11 @@ type Store struct {
 	writes, reads *stmtCache
 	now           func() time.Time
 	// sqliteDSN opens another connection to the SQLite file (the
-	// migration lock's).
+	// migration lock's, the checkpointer's).
 	sqliteDSN string
+	// checkpoints copies the SQLite WAL into the database file, off the
+	// writer (nil for PostgreSQL).
+	checkpoints *checkpointer
 }
 
 var _ gateway.Store = (*Store)(nil)
@@ -85,6 +88,12 @@ func Open(ctx context.Context, cfg Config) (*Store, error) {
 	if err := s.Migrate(ctx); err != nil {
 		s.Close()
 		return nil, err
+	}
+	if s.d.name == DriverSQLite {
+		if s.checkpoints, err = startCheckpointer(s.sqliteDSN); err != nil {
+			s.Close()
+			return nil, fmt.Errorf("store.Open: %w", err)
+		}
 	}
 	return s, nil
 }
@@ -121,7 +130,9 @@ func connect(cfg Config) (*Store, error) {
 		// The writer's page cache is 16 MiB, not 2: a batch of audit
 		// events touches more pages than 2 MiB holds, and a cache that
 		// fills spills pages into the WAL in the middle of the transaction.
-		w, err := open(cfg, "sqlite", s.sqliteDSN+"&_pragma=cache_size(-16384)&_txlock=immediate")
+		// Its commits never checkpoint: the checkpointer does, on its own
+		// connection.
+		w, err := open(cfg, "sqlite", s.sqliteDSN+"&_pragma=cache_size(-16384)&_pragma=wal_autocheckpoint(0)&_txlock=immediate")
 		if err != nil {
 			return nil, fmt.Errorf("store.Open: %w", err)
 		}
@@ -229,13 +240,14 @@ func (s *Store) Migrate(ctx context.Context) error {
 
 // Close closes the connections.
 func (s *Store) Close() error {
+	cerr := s.checkpoints.close()
 	s.writes.close()
 	s.reads.close()
 	err := s.writer.Close()
 	if s.reader != s.writer {
 		err = errors.Join(err, s.reader.Close())
 	}
-	return err
+	return errors.Join(cerr, err)
 }
 
 // Ping checks that the database answers and holds the gateway's schema.
