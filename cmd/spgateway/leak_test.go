@@ -120,7 +120,7 @@ func testNoPatientDataInTelemetry(t *testing.T, engine string) {
 	logs := &syncBuffer{}
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
-	go func() { done <- serve(ctx, cfg, newLogger(cfg, logs), tel) }()
+	go func() { done <- serve(ctx, cfg, newLogger(cfg, logs), tel, nil) }()
 	base := cfg.Server.BaseURL
 	if err := waitReady(base+"/readyz", 60*time.Second); err != nil {
 		cancel()

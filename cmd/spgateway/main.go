@@ -86,7 +86,8 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		if err != nil {
 			return err
 		}
-		err = serve(ctx, cfg, newLogger(cfg, stderr), tel)
+		reload := func() (*Config, error) { return loadConfig(path, getenv) }
+		err = serve(ctx, cfg, newLogger(cfg, stderr), tel, reload)
 		// Last, after the outbox worker has stopped: the final spans and
 		// metrics are flushed.
 		sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
@@ -127,7 +128,7 @@ func version() string {
 // serve runs the gateway until ctx ends, then lets in-flight requests finish
 // within the shutdown timeout. tel's providers are handed to each package;
 // the caller shuts them down.
-func serve(ctx context.Context, cfg *Config, log *slog.Logger, tel *telemetry) error {
+func serve(ctx context.Context, cfg *Config, log *slog.Logger, tel *telemetry, reload func() (*Config, error)) error {
 	scfg := cfg.storeConfig()
 	scfg.TracerProvider = tel.tracerProvider()
 	st, err := store.Open(ctx, scfg)
@@ -197,9 +198,14 @@ func serve(ctx context.Context, cfg *Config, log *slog.Logger, tel *telemetry) e
 		log.Warn("no oauth.signing_keys configured: access tokens are signed with an ephemeral key made at start, and die with the process",
 			"kid", keys.Active())
 	}
+	clients := oauth.NewClients(cfg.oauth.clients)
+	if reload != nil {
+		stopReloads := reloadClientsOnHangup(reload, clients, log)
+		defer stopReloads()
+	}
 	tokens, err := oauth.New(oauth.Config{
 		BaseURL:       cfg.Server.BaseURL,
-		Clients:       oauth.NewClients(cfg.oauth.clients),
+		Clients:       clients,
 		Keys:          keys,
 		JTIs:          st,
 		TokenLifetime: cfg.OAuth.TokenLifetime,
@@ -289,6 +295,41 @@ func serve(ctx context.Context, cfg *Config, log *slog.Logger, tel *telemetry) e
 	}
 	log.Info("stopped")
 	return nil
+}
+
+// reloadClientsOnHangup reads the configuration file again on each SIGHUP
+// and makes its signed-JWT clients the registered ones: a client removed
+// from the file can get no more tokens, and its access tokens are refused
+// from that moment, with no restart. A file that does not load (or does not
+// validate) changes nothing. Other settings, development API keys included,
+// are read at start only. It returns a function that stops it.
+func reloadClientsOnHangup(reload func() (*Config, error), clients *oauth.Clients, log *slog.Logger) (stop func()) {
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	done := make(chan struct{})
+	stopped := make(chan struct{})
+	go func() {
+		defer close(stopped)
+		for {
+			select {
+			case <-done:
+				return
+			case <-hup:
+				cfg, err := reload()
+				if err != nil {
+					log.Error("configuration reload failed: the clients stay as they were", "err", err)
+					continue
+				}
+				clients.Replace(cfg.oauth.clients)
+				log.Info("clients reloaded; other settings take effect at the next start", "clients", len(cfg.oauth.clients))
+			}
+		}
+	}()
+	return func() {
+		signal.Stop(hup)
+		close(done)
+		<-stopped
+	}
 }
 
 // sweepPROMs marks Tasks whose follow-up PROM has come due, every interval,

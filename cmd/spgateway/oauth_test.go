@@ -8,7 +8,6 @@ import (
 	"encoding/json"
 	"io"
 	"net/http"
-	"net/url"
 	"os"
 	"path/filepath"
 	"strings"
@@ -217,14 +216,7 @@ func TestClientToolsEndToEnd(t *testing.T) {
 		t.Error("keygen overwrote an existing key")
 	}
 
-	dev, err := os.ReadFile(developmentFile)
-	if err != nil {
-		t.Fatal(err)
-	}
-	cfg := strings.Replace(string(dev), "\nclients:\n", "\nclients:\n  - id: practice-jwt\n    role: practice\n    organization: A81001\n    jwks_file: keys/jwks.json\n", 1)
-	if err := os.WriteFile(filepath.Join(dir, "config.yaml"), []byte(cfg), 0o600); err != nil {
-		t.Fatal(err)
-	}
+	jwtClientConfig(t, dir, true)
 	getenv := testEnv(t, map[string]string{"SPGATEWAY_CONFIG": filepath.Join(dir, "config.yaml")})
 	base, logs, stop := startServe(t, getenv)
 	defer func() {
@@ -236,32 +228,12 @@ func TestClientToolsEndToEnd(t *testing.T) {
 		}
 	}()
 
-	out.Reset()
-	args := []string{"client-assertion", "--client", "practice-jwt", "--key", filepath.Join(keyDir, "private.pem"), "--aud", base + oauth.TokenPath}
-	if err := run(context.Background(), args, envMap(nil), &out, io.Discard); err != nil {
-		t.Fatal(err)
+	status, token := clientToken(t, base, "practice-jwt", filepath.Join(keyDir, "private.pem"))
+	if status != http.StatusOK || token == "" {
+		t.Fatalf("token: %d", status)
 	}
-	form := url.Values{"grant_type": {"client_credentials"}, "client_assertion_type": {oauth.AssertionType},
-		"client_assertion": {strings.TrimSpace(out.String())}}
-	res, err := http.PostForm(base+oauth.TokenPath, form)
-	if err != nil {
-		t.Fatal(err)
-	}
-	var tok oauth.Token
-	err = json.NewDecoder(res.Body).Decode(&tok)
-	res.Body.Close()
-	if err != nil || res.StatusCode != http.StatusOK || tok.AccessToken == "" {
-		t.Fatalf("token: %d %+v %v", res.StatusCode, tok, err)
-	}
-	req, _ := http.NewRequest(http.MethodGet, base+"/fhir/ServiceRequest", nil)
-	req.Header.Set("Authorization", "Bearer "+tok.AccessToken)
-	res, err = http.DefaultClient.Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	res.Body.Close()
-	if res.StatusCode != http.StatusOK {
-		t.Errorf("FHIR search with the access token: %d", res.StatusCode)
+	if got := searchWith(t, base, token); got != http.StatusOK {
+		t.Errorf("FHIR search with the access token: %d", got)
 	}
 	// The development keys still work beside tokens.
 	postReferral(t, base)
