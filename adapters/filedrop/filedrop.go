@@ -42,9 +42,10 @@ type Config struct {
 	Now func() time.Time
 }
 
-// Adapter writes case records into one provider's directory. One Adapter,
-// in one process, writes a directory: the day's CSV file is read, extended
-// and replaced under the Adapter's lock.
+// Adapter writes case records into one provider's directory. The day's CSV
+// file is read, extended and replaced under the Adapter's lock and the
+// directory's lock file, so several processes (replicas sharing the
+// directory) may write one directory.
 type Adapter struct {
 	dir string
 	now func() time.Time
@@ -229,6 +230,11 @@ func text(s string) string {
 func (a *Adapter) addRow(id string, fields []field) error {
 	a.mu.Lock()
 	defer a.mu.Unlock()
+	unlock, err := lockDir(a.dir)
+	if err != nil {
+		return err
+	}
+	defer unlock()
 	name := "cases-" + a.now().UTC().Format(time.DateOnly) + ".csv"
 	rows, err := readCSV(filepath.Join(a.dir, name))
 	if err != nil {
