@@ -76,6 +76,7 @@ func (t *writeTx) Audit(ctx context.Context, events ...gateway.AuditEvent) error
 }
 
 func (t *writeTx) auditChunk(ctx context.Context, events []gateway.AuditEvent) error {
+	ctx = t.stmtCtx(ctx)
 	const cols = 11
 	args := make([]any, 0, cols*len(events))
 	for _, e := range events {

@@ -20,3 +20,6 @@ func NewMigrationProvider(driver string, db *sql.DB) (*goose.Provider, error) {
 	}
 	return goose.NewProvider(d.goose, db, fsys, goose.WithDisableGlobalRegistry(true))
 }
+
+// Commits counts the transactions the SQLite group committer has committed.
+func (s *Store) Commits() int64 { return s.group.commits.Load() }

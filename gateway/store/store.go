@@ -73,8 +73,9 @@ type Store struct {
 	// migration lock's, the checkpointer's).
 	sqliteDSN string
 	// checkpoints copies the SQLite WAL into the database file, off the
-	// writer (nil for PostgreSQL).
+	// writer, and group commits SQLite writes (both nil for PostgreSQL).
 	checkpoints *checkpointer
+	group       *committer
 }
 
 var _ gateway.Store = (*Store)(nil)
@@ -94,6 +95,7 @@ func Open(ctx context.Context, cfg Config) (*Store, error) {
 			s.Close()
 			return nil, fmt.Errorf("store.Open: %w", err)
 		}
+		s.group = newCommitter(s)
 	}
 	return s, nil
 }
@@ -240,6 +242,7 @@ func (s *Store) Migrate(ctx context.Context) error {
 
 // Close closes the connections.
 func (s *Store) Close() error {
+	s.group.close()
 	cerr := s.checkpoints.close()
 	s.writes.close()
 	s.reads.close()
@@ -281,7 +284,13 @@ func (s *Store) View(ctx context.Context, fn func(gateway.View) error) error {
 
 // Update runs fn in a write transaction. It first locks the change clock, so
 // writers run one at a time and their sequence numbers follow commit order.
+// On SQLite, writes waiting for the writer are committed together, each in
+// a savepoint of its own (see committer): fn's failure rolls back fn's
+// writes only, and Update returns once they are committed.
 func (s *Store) Update(ctx context.Context, fn func(gateway.Tx) error) error {
+	if s.group != nil {
+		return s.group.update(ctx, fn)
+	}
 	tx, err := s.writer.BeginTxx(ctx, nil)
 	if err != nil {
 		return gateway.Internal("store.Update", err)

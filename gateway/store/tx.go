@@ -118,12 +118,24 @@ type view struct {
 	d        dialect
 	stmts    *stmtCache
 	snapshot int64
+	// detached runs statements on their context without its cancellation:
+	// a grouped write's (see committer).
+	detached bool
+}
+
+// stmtCtx is the context a statement runs on.
+func (v *view) stmtCtx(ctx context.Context) context.Context {
+	if v.detached {
+		return context.WithoutCancel(ctx)
+	}
+	return ctx
 }
 
 // The view's statements go through these: placeholders rebound for the
 // dialect, and prepared statements reused where the dialect wants it.
 
 func (v *view) exec(ctx context.Context, query string, args ...any) (sql.Result, error) {
+	ctx = v.stmtCtx(ctx)
 	query = v.d.rebind(query)
 	if s := v.stmts.stmt(ctx, v.tx, query); s != nil {
 		return s.ExecContext(ctx, args...)
@@ -132,6 +144,7 @@ func (v *view) exec(ctx context.Context, query string, args ...any) (sql.Result,
 }
 
 func (v *view) getOne(ctx context.Context, dest any, query string, args ...any) error {
+	ctx = v.stmtCtx(ctx)
 	query = v.d.rebind(query)
 	if s := v.stmts.stmt(ctx, v.tx, query); s != nil {
 		return s.GetContext(ctx, dest, args...)
@@ -140,6 +153,7 @@ func (v *view) getOne(ctx context.Context, dest any, query string, args ...any) 
 }
 
 func (v *view) selectAll(ctx context.Context, dest any, query string, args ...any) error {
+	ctx = v.stmtCtx(ctx)
 	query = v.d.rebind(query)
 	if s := v.stmts.stmt(ctx, v.tx, query); s != nil {
 		return s.SelectContext(ctx, dest, args...)
