@@ -78,15 +78,20 @@ func (s *Server) readVersion(c *gin.Context, i interaction, version int) error {
 		return gateway.Errorf(gateway.CodeNotFound, "%s/%s is not known", typ, id)
 	}
 	var res gateway.Resource
-	if typ == gateway.TypeAuditEvent {
-		return s.readAudit(c, id)
-	} else if typ == gateway.TypeQuestionnaire {
+	switch typ {
+	case gateway.TypeAuditEvent:
+		ev, err := s.svc.AuditEvent(c.Request.Context(), principal(c), id)
+		if err != nil {
+			return err
+		}
+		res = s.auditResource(ev)
+	case gateway.TypeQuestionnaire:
 		in, ok := s.instrument(id)
 		if !ok || version > 1 {
 			return gateway.Errorf(gateway.CodeNotFound, "%s/%s is not known", typ, id)
 		}
 		res = in
-	} else if typ == gateway.TypeOrganization {
+	case gateway.TypeOrganization:
 		o, err := s.svc.Organization(principal(c), id)
 		if err != nil {
 			return err
@@ -95,7 +100,7 @@ func (s *Server) readVersion(c *gin.Context, i interaction, version int) error {
 			return gateway.Errorf(gateway.CodeNotFound, "%s/%s/_history/%d is not known", typ, id, version)
 		}
 		res = s.organization(o)
-	} else {
+	default:
 		var err error
 		if res, err = s.svc.Read(c.Request.Context(), principal(c), typ, id, version); err != nil {
 			return err
@@ -146,9 +151,6 @@ func (s *Server) runSearch(c *gin.Context, params url.Values) error {
 	if err != nil {
 		return err
 	}
-	if def.typ == gateway.TypeAuditEvent {
-		return s.searchAudit(c, def, params)
-	}
 	ps, err := s.parseSearch(def, params, prefer(c, "").strict)
 	if err != nil {
 		return err
@@ -161,13 +163,17 @@ func (s *Server) runSearch(c *gin.Context, params url.Values) error {
 	if q := selfLinks.Encode(); q != "" {
 		self += "?" + q
 	}
+	var page gateway.SearchPage
 	switch def.typ {
 	case gateway.TypeOrganization:
 		return s.searchOrganizations(c, ps, self)
 	case gateway.TypeQuestionnaire:
 		return s.searchInstruments(c, ps, self)
+	case gateway.TypeAuditEvent:
+		page, err = s.searchAudit(c.Request.Context(), principal(c), ps)
+	default:
+		page, err = s.svc.Search(c.Request.Context(), principal(c), ps.query)
 	}
-	page, err := s.svc.Search(c.Request.Context(), principal(c), ps.query)
 	if err != nil {
 		return err
 	}
