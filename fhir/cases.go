@@ -154,35 +154,3 @@ func (s *Server) redrive(c *gin.Context) error {
 	c.Status(http.StatusNoContent)
 	return nil
 }
-
-// createSubscription answers POST /fhir/Subscription (practices).
-func (s *Server) createSubscription(c *gin.Context, body []byte) error {
-	res, err := s.svc.CreateSubscription(c.Request.Context(), principal(c), body)
-	if err != nil {
-		return err
-	}
-	c.Header("Location", s.basePath+"/"+res.Type+"/"+res.ID+"/_history/"+strconv.Itoa(res.Version))
-	s.resourceHeaders(c, res)
-	switch prefer(c, returnRepresentation).ret {
-	case returnMinimal:
-		c.Status(http.StatusCreated)
-	case returnOutcome:
-		s.writeJSON(c, http.StatusCreated, information("subscribed"))
-	default:
-		s.writeJSON(c, http.StatusCreated, res.Body)
-	}
-	return nil
-}
-
-// remove answers DELETE /fhir/{type}/{id}: only Subscriptions are deleted.
-func (s *Server) remove(c *gin.Context) error {
-	typ, id := c.Param("type"), c.Param("id")
-	if _, err := resourceFor(typ, interactionDelete); err != nil {
-		return err
-	}
-	if err := s.svc.DeleteSubscription(c.Request.Context(), principal(c), id); err != nil {
-		return err
-	}
-	c.Status(http.StatusNoContent)
-	return nil
-}

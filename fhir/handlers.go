@@ -293,19 +293,7 @@ func (s *Server) create(c *gin.Context) error {
 	if res.Created {
 		status, msg = http.StatusCreated, "created"
 	}
-	location := s.basePath + "/" + sr.Type + "/" + sr.ID + "/_history/" + strconv.Itoa(sr.Version)
-	c.Header("Location", location)
-	c.Header("Content-Location", location)
-	c.Header("ETag", etag(sr.Version))
-	c.Header("Last-Modified", lastModified(*sr))
-	switch prefer(c, returnRepresentation).ret {
-	case returnMinimal:
-		c.Status(status)
-	case returnOutcome:
-		s.writeJSON(c, status, information(msg))
-	default:
-		s.writeJSON(c, status, sr.Body)
-	}
+	s.created(c, status, *sr, msg)
 	return nil
 }
 
@@ -339,18 +327,15 @@ func (s *Server) createPROM(c *gin.Context, body []byte) error {
 	if err != nil {
 		return err
 	}
-	qr := res.Response
-	location := s.basePath + "/" + qr.Type + "/" + qr.ID + "/_history/" + strconv.Itoa(qr.Version)
-	c.Header("Location", location)
-	s.resourceHeaders(c, qr)
-	switch prefer(c, returnRepresentation).ret {
-	case returnMinimal:
-		c.Status(http.StatusCreated)
-	case returnOutcome:
-		s.writeJSON(c, http.StatusCreated, information("scored: Observation/"+res.Observation.ID+"; Task/"+res.Task.ID+
-			" is at version "+strconv.Itoa(res.Task.Version)))
-	default:
-		s.writeJSON(c, http.StatusCreated, qr.Body)
-	}
+	s.created(c, http.StatusCreated, res.Response, "scored: Observation/"+res.Observation.ID+"; Task/"+res.Task.ID+
+		" is at version "+strconv.Itoa(res.Task.Version))
 	return nil
+}
+
+// created answers a create with the resource it stored (status 201, or
+// 200 when a repeat wrote nothing): Location names the version, and the
+// answer is a written one's (see written).
+func (s *Server) created(c *gin.Context, status int, res gateway.Resource, message string) {
+	c.Header("Location", s.versionPath(res))
+	s.written(c, status, res, message)
 }
