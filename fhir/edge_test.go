@@ -337,6 +337,54 @@ func TestCreatedAnswer(t *testing.T) {
 	}
 }
 
+// TestPageSizes: every page-size parameter (a search's and a history's
+// _count, the case list's count, the outbox's limit) is read alike: absent,
+// the endpoint's default; given, once and a whole number no less than the
+// endpoint's least (0 for a search, which then counts, 1 elsewhere), else
+// 400 naming it; above the endpoint's most, cut to it.
+func TestPageSizes(t *testing.T) {
+	g := newGateway(t, "sqlite", scWithCases(nil))
+	ref := newReferral(t, g, "PAGE-SIZES")
+	history := "/fhir/Task/" + ref.task + "/_history"
+	for _, c := range []struct {
+		path, key string
+		status    int
+		message   string
+	}{
+		{"/fhir/Task?_count=0", keyPRV01, 200, ""},
+		{"/fhir/Task?_count=100000", keyPRV01, 200, ""},
+		{"/fhir/Task?_count=-1", keyPRV01, 400, "_count must be a whole number ≥ 0"},
+		{"/fhir/Task?_count=", keyPRV01, 400, "_count must be a whole number ≥ 0"},
+		{"/fhir/Task?_count=1&_count=2", keyPRV01, 400, "_count may be given once"},
+		{history + "?_count=1", keyPRV01, 200, ""},
+		{history + "?_count=100000", keyPRV01, 200, ""},
+		{history + "?_count=0", keyPRV01, 400, "_count must be a whole number ≥ 1"},
+		{history + "?_count=x", keyPRV01, 400, "_count must be a whole number ≥ 1"},
+		{history + "?_count=", keyPRV01, 400, "_count must be a whole number ≥ 1"},
+		{history + "?_count=1&_count=2", keyPRV01, 400, "_count may be given once"},
+		{"/api/v1/cases?count=1", keyPRV01, 200, ""},
+		{"/api/v1/cases?count=0", keyPRV01, 400, "count must be a whole number ≥ 1"},
+		{"/api/v1/cases?count=", keyPRV01, 400, "count must be a whole number ≥ 1"},
+		{"/api/v1/cases?count=1&count=2", keyPRV01, 400, "count may be given once"},
+		{"/api/v1/outbox?limit=1", keyAdmin, 200, ""},
+		{"/api/v1/outbox?limit=0", keyAdmin, 400, "limit must be a whole number ≥ 1"},
+		{"/api/v1/outbox?limit=", keyAdmin, 400, "limit must be a whole number ≥ 1"},
+		{"/api/v1/outbox?limit=1&limit=2", keyAdmin, 400, "limit may be given once"},
+	} {
+		r := g.get(c.path, c.key)
+		if r.status != c.status || c.status == 400 && str(outcomeIssues(t, r)[0], "diagnostics") != c.message {
+			t.Errorf("%s: %d %s, want %d %q", c.path, r.status, r.body, c.status, c.message)
+		}
+	}
+	// A search's and a history's _count are cut to limits.max_count, and
+	// their links say so.
+	for _, path := range []string{"/fhir/Task?_count=100000", history + "?_count=100000"} {
+		if self := link(t, g.get(path, keyPRV01), "self"); !strings.Contains(self, "_count=500") {
+			t.Errorf("%s: self link %s", path, self)
+		}
+	}
+}
+
 func TestIfNoneExist(t *testing.T) {
 	g := newGateway(t, "sqlite")
 	sr := fixture(t, "service-request-contained-patient.json")

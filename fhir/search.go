@@ -68,16 +68,12 @@ func (s *Server) parseSearch(def *resourceDef, params url.Values, strict bool) (
 		values := params[key]
 		switch key {
 		case "_count":
-			n, err := single(key, values)
+			count, err := pageSize(key, values, s.cfg.DefaultCount, 0, s.cfg.MaxCount)
 			if err != nil {
 				return nil, err
 			}
-			count, err := strconv.Atoi(n)
-			if err != nil || count < 0 {
-				return nil, badParam("_count must be a whole number ≥ 0")
-			}
-			ps.query.Count = min(count, s.cfg.MaxCount)
-			ps.links.Set(key, strconv.Itoa(ps.query.Count))
+			ps.query.Count = count
+			ps.links.Set(key, strconv.Itoa(count))
 			continue
 		case "_sort":
 			v, err := single(key, values)
@@ -217,6 +213,25 @@ func single(key string, values []string) (string, error) {
 		return "", badParam("%s may be given once", key)
 	}
 	return values[0], nil
+}
+
+// pageSize reads a page-size parameter (a search's or a history's _count,
+// the case list's count, the outbox's limit) from its values: def when it
+// is absent, else one whole number no less than least, cut to most. Each
+// endpoint gives its own bounds.
+func pageSize(name string, values []string, def, least, most int) (int, error) {
+	if len(values) == 0 {
+		return def, nil
+	}
+	v, err := single(name, values)
+	if err != nil {
+		return 0, err
+	}
+	n, err := strconv.Atoi(v)
+	if err != nil || n < least {
+		return 0, badParam("%s must be a whole number ≥ %d", name, least)
+	}
+	return min(n, most), nil
 }
 
 func findInclude(def *resourceDef, v string) (gateway.Include, bool) {

@@ -209,14 +209,11 @@ func (s *Server) history(c *gin.Context) error {
 	if _, err := resourceFor(typ, interactionHistory); err != nil {
 		return err
 	}
-	count, before := s.cfg.DefaultCount, 0
-	if v := c.Query("_count"); v != "" {
-		n, err := strconv.Atoi(v)
-		if err != nil || n < 1 {
-			return badParam("_count must be a whole number ≥ 1")
-		}
-		count = min(n, s.cfg.MaxCount)
+	count, err := pageSize("_count", c.QueryArray("_count"), s.cfg.DefaultCount, 1, s.cfg.MaxCount)
+	if err != nil {
+		return err
 	}
+	before := 0
 	if v := c.Query("_before"); v != "" {
 		n, err := strconv.Atoi(v)
 		if err != nil || n < 1 {
