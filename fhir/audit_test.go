@@ -4,6 +4,7 @@ import (
 	"context"
 	"database/sql"
 	"fmt"
+	"net/http"
 	"net/url"
 	"slices"
 	"strings"
@@ -584,7 +585,7 @@ func TestAuditEventSearch(t *testing.T) {
 			{"entity without type", "/fhir/AuditEvent?entity=" + a.task, keyAdmin, 400},
 			{"entity bad id", "/fhir/AuditEvent?entity=Task/a%20b", keyAdmin, 400},
 			{"agent with a space", "/fhir/AuditEvent?agent=a%20b", keyAdmin, 400},
-			{"zero count", "/fhir/AuditEvent?_count=0", keyAdmin, 400},
+			{"negative count", "/fhir/AuditEvent?_count=-1", keyAdmin, 400},
 			{"bad count", "/fhir/AuditEvent?_count=many", keyAdmin, 400},
 			{"bad cursor", "/fhir/AuditEvent?_cursor=abc", keyAdmin, 400},
 			{"strict unknown", "/fhir/AuditEvent?patient=x", keyAdmin, 400},
@@ -619,16 +620,135 @@ func TestAuditEventSearch(t *testing.T) {
 	})
 }
 
+// providerReads sends a referral and has its provider read the Task n
+// times, for a trail to search.
+func providerReads(t testing.TB, g *testGateway, identifier string, n int) referral {
+	t.Helper()
+	ref := newReferral(t, g, identifier)
+	for range n {
+		g.get("/fhir/Task/"+ref.task, keyPRV01)
+	}
+	return ref
+}
+
+// TestAuditEventTotal: an AuditEvent search counts like every other
+// search: _count=0 asks for the count alone (Bundle.total, no entries),
+// _total=accurate counts and carries the count to later pages, a first page
+// holding every match gives its size, and _total=none leaves it out.
+func TestAuditEventTotal(t *testing.T) {
+	storetest.Each(t, func(t *testing.T, engine string) {
+		g := newGateway(t, engine)
+		providerReads(t, g, "AUDIT-TOTAL", 5)
+		g.trail(t)
+		hasTotal := func(r response) bool {
+			t.Helper()
+			_, ok := r.json(t)["total"]
+			return ok
+		}
+		r := g.get("/fhir/AuditEvent?agent=PRV01&_count=0", keyAdmin)
+		if res, _ := entries(t, r); r.status != 200 || len(res) != 0 || total(t, r) != 5 {
+			t.Errorf("_count=0: %d %s", r.status, r.body)
+		}
+		if n := total(t, g.do("POST", "/fhir/AuditEvent/_search", keyAdmin, []byte("agent=PRV01&_count=0"),
+			"Content-Type", "application/x-www-form-urlencoded")); n != 5 {
+			t.Errorf("_count=0 in a _search form: total %d, want 5", n)
+		}
+		r = g.get("/fhir/AuditEvent?agent=PRV01&_count=0&_total=none", keyAdmin)
+		if res, _ := entries(t, r); r.status != 200 || len(res) != 0 || hasTotal(r) {
+			t.Errorf("_count=0&_total=none: %d %s", r.status, r.body)
+		}
+		if n := total(t, g.get("/fhir/AuditEvent?agent=PRV01&_count=10", keyAdmin)); n != 5 {
+			t.Errorf("one page: total %d, want 5", n)
+		}
+		if r := g.get("/fhir/AuditEvent?agent=PRV01&_count=2", keyAdmin); hasTotal(r) {
+			t.Errorf("several pages, not counted: %s", r.body)
+		}
+		r = g.get("/fhir/AuditEvent?agent=PRV01&_count=2&_total=accurate", keyAdmin)
+		paged := 0
+		for pages := 0; ; pages++ {
+			if pages > 5 {
+				t.Fatal("paging does not end")
+			}
+			if res, _ := entries(t, r); r.status != 200 || total(t, r) != 5 {
+				t.Fatalf("_total=accurate, page %d: %d %s", pages, r.status, r.body)
+			} else {
+				paged += len(res)
+			}
+			next := link(t, r, "next")
+			if next == "" {
+				break
+			}
+			r = g.get(strings.TrimPrefix(next, g.base), keyAdmin)
+		}
+		if paged != 5 {
+			t.Errorf("_total=accurate paged %d events, want 5", paged)
+		}
+		for _, q := range []string{"_total=exact", "_sort=_lastUpdated", "_include=AuditEvent:agent"} {
+			if r := g.get("/fhir/AuditEvent?agent=PRV01&"+q, keyAdmin); r.status != 400 {
+				t.Errorf("%s: %d %s", q, r.status, r.body)
+			}
+		}
+		if r := g.get("/fhir/AuditEvent?agent=PRV01&_sort=-_lastUpdated", keyAdmin); r.status != 200 {
+			t.Errorf("_sort=-_lastUpdated: %d %s", r.status, r.body)
+		}
+	})
+}
+
+// TestAuditEventConditionalRead: an AuditEvent never changes, so it is read
+// like any resource at version 1: ETag, Last-Modified, and 304 to a client
+// that has it. Each read, answered 304 or not, is audited.
+func TestAuditEventConditionalRead(t *testing.T) {
+	storetest.Each(t, func(t *testing.T, engine string) {
+		g := newGateway(t, engine)
+		newReferral(t, g, "AUDIT-READ")
+		trail := g.trail(t)
+		ev := trail[len(trail)-1]
+		path := "/fhir/AuditEvent/" + ev.ID
+		r := g.get(path, keyAdmin)
+		if r.status != 200 || r.header.Get("ETag") != `W/"1"` || str(r.json(t), "meta", "versionId") != "1" {
+			t.Fatalf("read: %d ETag %q %s", r.status, r.header.Get("ETag"), r.body)
+		}
+		lm, err := http.ParseTime(r.header.Get("Last-Modified"))
+		if err != nil || !lm.Equal(ev.Recorded.Truncate(time.Second)) {
+			t.Errorf("Last-Modified %q, recorded %s", r.header.Get("Last-Modified"), ev.Recorded)
+		}
+		httpDate := func(t time.Time) string { return t.UTC().Format(http.TimeFormat) }
+		for _, c := range []struct {
+			name    string
+			headers []string
+			status  int
+		}{
+			{"If-None-Match version 1", []string{"If-None-Match", `W/"1"`}, 304},
+			{"If-None-Match a list", []string{"If-None-Match", `W/"3", "1"`}, 304},
+			{"If-None-Match another version", []string{"If-None-Match", `W/"2"`}, 200},
+			{"If-Modified-Since its Last-Modified", []string{"If-Modified-Since", r.header.Get("Last-Modified")}, 304},
+			{"If-Modified-Since before", []string{"If-Modified-Since", httpDate(ev.Recorded.Add(-time.Hour))}, 200},
+		} {
+			before := len(g.trail(t))
+			r := g.do(http.MethodGet, path, keyAdmin, nil, c.headers...)
+			if r.status != c.status || r.header.Get("ETag") != `W/"1"` || c.status == 304 && len(r.body) != 0 {
+				t.Errorf("%s: %d ETag %q %s, want %d", c.name, r.status, r.header.Get("ETag"), r.body, c.status)
+			}
+			got := g.trail(t)[before:]
+			if len(got) != 1 || got[0].Action != gateway.AuditRead || got[0].ResourceType != gateway.TypeAuditEvent ||
+				fmt.Sprint(got[0].Entities) != "[AuditEvent/"+ev.ID+"]" || got[0].Outcome != gateway.OutcomeSuccess {
+				t.Errorf("%s: audited as %+v", c.name, got)
+			}
+		}
+		// The conditional read is still for operators only.
+		if r := g.do(http.MethodGet, path, keyPRV01, nil, "If-None-Match", `W/"1"`); r.status != 403 {
+			t.Errorf("provider's conditional read: %d %s", r.status, r.body)
+		}
+	})
+}
+
 // TestAuditEventPaging pages through the trail while others keep adding to
 // it: every event there when the first page was read comes exactly once,
 // newest first, and nothing newer slips in.
 func TestAuditEventPaging(t *testing.T) {
 	storetest.Each(t, func(t *testing.T, engine string) {
 		g := newGateway(t, engine)
-		ref := newReferral(t, g, "AUDIT-PAGE")
-		for range 40 {
-			g.get("/fhir/Task/"+ref.task, keyPRV01)
-		}
+		ref := providerReads(t, g, "AUDIT-PAGE", 40)
 		before := g.trail(t)
 		var (
 			stop atomic.Bool

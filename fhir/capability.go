@@ -71,6 +71,23 @@ type operationJSON struct {
 	Documentation string `json:"documentation,omitempty"`
 }
 
+type extensionJSON struct {
+	URL       string          `json:"url"`
+	ValueURI  string          `json:"valueUri,omitempty"`
+	Extension []extensionJSON `json:"extension,omitempty"`
+}
+
+type codingJSON struct {
+	System  string `json:"system"`
+	Code    string `json:"code"`
+	Display string `json:"display,omitempty"`
+}
+
+type conceptJSON struct {
+	Coding []codingJSON `json:"coding"`
+	Text   string       `json:"text,omitempty"`
+}
+
 type interactionJSON struct {
 	Code          string `json:"code"`
 	Documentation string `json:"documentation,omitempty"`

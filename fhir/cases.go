@@ -4,7 +4,6 @@ import (
 	"encoding/json"
 	"net/http"
 	"slices"
-	"strconv"
 	"strings"
 
 	"github.com/gin-gonic/gin"
@@ -51,13 +50,9 @@ func (s *Server) listCases(c *gin.Context) error {
 	if err != nil {
 		return err
 	}
-	count := s.cfg.DefaultCount
-	if v := c.Query("count"); v != "" {
-		n, err := strconv.Atoi(v)
-		if err != nil || n < 1 {
-			return badParam("count must be a whole number ≥ 1")
-		}
-		count = min(n, s.cfg.MaxCount)
+	count, err := pageSize("count", c.QueryArray("count"), s.cfg.DefaultCount, 1, s.cfg.MaxCount)
+	if err != nil {
+		return err
 	}
 	cq := gateway.CaseQuery{Statuses: statuses, Count: count}
 	if v := c.Query("since"); v != "" {
@@ -126,13 +121,9 @@ func (s *Server) listOutbox(c *gin.Context) error {
 		return err // before the parameters: who may ask comes first
 	}
 	status := c.DefaultQuery("status", gateway.OutboxDead)
-	limit := 100
-	if v := c.Query("limit"); v != "" {
-		n, err := strconv.Atoi(v)
-		if err != nil || n < 1 {
-			return badParam("limit must be a whole number ≥ 1")
-		}
-		limit = min(n, 1000)
+	limit, err := pageSize("limit", c.QueryArray("limit"), 100, 1, 1000)
+	if err != nil {
+		return err
 	}
 	view, err := s.svc.OutboxEvents(c.Request.Context(), principal(c), status, limit)
 	if err != nil {
@@ -149,38 +140,6 @@ func (s *Server) listOutbox(c *gin.Context) error {
 // redrive answers POST /api/v1/outbox/{id}/redrive (operators).
 func (s *Server) redrive(c *gin.Context) error {
 	if err := s.svc.Redrive(c.Request.Context(), principal(c), c.Param("id")); err != nil {
-		return err
-	}
-	c.Status(http.StatusNoContent)
-	return nil
-}
-
-// createSubscription answers POST /fhir/Subscription (practices).
-func (s *Server) createSubscription(c *gin.Context, body []byte) error {
-	res, err := s.svc.CreateSubscription(c.Request.Context(), principal(c), body)
-	if err != nil {
-		return err
-	}
-	c.Header("Location", s.basePath+"/"+res.Type+"/"+res.ID+"/_history/"+strconv.Itoa(res.Version))
-	s.resourceHeaders(c, res)
-	switch prefer(c, returnRepresentation).ret {
-	case returnMinimal:
-		c.Status(http.StatusCreated)
-	case returnOutcome:
-		s.writeJSON(c, http.StatusCreated, information("subscribed"))
-	default:
-		s.writeJSON(c, http.StatusCreated, res.Body)
-	}
-	return nil
-}
-
-// remove answers DELETE /fhir/{type}/{id}: only Subscriptions are deleted.
-func (s *Server) remove(c *gin.Context) error {
-	typ, id := c.Param("type"), c.Param("id")
-	if _, err := resourceFor(typ, interactionDelete); err != nil {
-		return err
-	}
-	if err := s.svc.DeleteSubscription(c.Request.Context(), principal(c), id); err != nil {
 		return err
 	}
 	c.Status(http.StatusNoContent)

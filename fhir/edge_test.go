@@ -2,7 +2,9 @@ package fhir_test
 
 import (
 	"bytes"
+	"fmt"
 	"net/http"
+	"regexp"
 	"strings"
 	"testing"
 
@@ -272,6 +274,113 @@ func TestPrefer(t *testing.T) {
 	for _, e := range r.json(t)["entry"].([]any) {
 		if str(e, "response", "outcome", "resourceType") != "OperationOutcome" {
 			t.Errorf("outcome: %v", e)
+		}
+	}
+}
+
+// TestCreatedAnswer: every create (a referral as a ServiceRequest, a PROM,
+// a Subscription) answers alike: 201 with Location and Content-Location
+// naming the new version, its ETag and Last-Modified, and the body Prefer:
+// return= asks for (the resource by default).
+func TestCreatedAnswer(t *testing.T) {
+	g := newGateway(t, "sqlite")
+	idPattern := regexp.MustCompile(`^[A-Za-z0-9.-]{1,64}$`)
+	n := 0
+	creates := []struct {
+		typ, key string
+		body     func() []byte
+	}{
+		{"ServiceRequest", keyA81001, func() []byte {
+			n++
+			return bytes.ReplaceAll(fixture(t, "service-request-contained-patient.json"), []byte("SP-2026-000124"), []byte(fmt.Sprintf("CREATED-%d", n)))
+		}},
+		{"QuestionnaireResponse", keyPRV01, func() []byte {
+			n++
+			ref := newReferral(t, g, fmt.Sprintf("CREATED-PROM-%d", n))
+			g.mustChange(t, ref.task, keyPRV01, setStatus("accepted"))
+			return promResponse(ref, "swemwbs", "2026-11-16T10:00:00Z", swemwbsAnswers(3, 3, 3, 3, 3, 3, 3))
+		}},
+		{"Subscription", keyA81001, func() []byte { return scSubscription(t, nil) }},
+	}
+	for _, c := range creates {
+		for _, ret := range []string{"", "representation", "minimal", "OperationOutcome"} {
+			var headers []string
+			if ret != "" {
+				headers = []string{"Prefer", "return=" + ret}
+			}
+			r := g.post("/fhir/"+c.typ, c.key, c.body(), headers...)
+			loc := r.header.Get("Location")
+			id := strings.TrimSuffix(strings.TrimPrefix(loc, "/fhir/"+c.typ+"/"), "/_history/1")
+			if r.status != http.StatusCreated || !idPattern.MatchString(id) || r.header.Get("Content-Location") != loc ||
+				r.header.Get("ETag") != `W/"1"` {
+				t.Errorf("%s %q: %d Location %q Content-Location %q ETag %q", c.typ, ret, r.status, loc,
+					r.header.Get("Content-Location"), r.header.Get("ETag"))
+			}
+			if _, err := http.ParseTime(r.header.Get("Last-Modified")); err != nil {
+				t.Errorf("%s %q: Last-Modified %q", c.typ, ret, r.header.Get("Last-Modified"))
+			}
+			switch ret {
+			case "minimal":
+				if len(r.body) != 0 {
+					t.Errorf("%s minimal: %s", c.typ, r.body)
+				}
+			case "OperationOutcome":
+				if outcomeIssues(t, r)[0]["severity"] != "information" {
+					t.Errorf("%s OperationOutcome: %s", c.typ, r.body)
+				}
+			default:
+				if doc := r.json(t); doc["resourceType"] != c.typ || doc["id"] != id {
+					t.Errorf("%s %q: %s", c.typ, ret, r.body)
+				}
+			}
+		}
+	}
+}
+
+// TestPageSizes: every page-size parameter (a search's and a history's
+// _count, the case list's count, the outbox's limit) is read alike: absent,
+// the endpoint's default; given, once and a whole number no less than the
+// endpoint's least (0 for a search, which then counts, 1 elsewhere), else
+// 400 naming it; above the endpoint's most, cut to it.
+func TestPageSizes(t *testing.T) {
+	g := newGateway(t, "sqlite", scWithCases(nil))
+	ref := newReferral(t, g, "PAGE-SIZES")
+	history := "/fhir/Task/" + ref.task + "/_history"
+	for _, c := range []struct {
+		path, key string
+		status    int
+		message   string
+	}{
+		{"/fhir/Task?_count=0", keyPRV01, 200, ""},
+		{"/fhir/Task?_count=100000", keyPRV01, 200, ""},
+		{"/fhir/Task?_count=-1", keyPRV01, 400, "_count must be a whole number ≥ 0"},
+		{"/fhir/Task?_count=", keyPRV01, 400, "_count must be a whole number ≥ 0"},
+		{"/fhir/Task?_count=1&_count=2", keyPRV01, 400, "_count may be given once"},
+		{history + "?_count=1", keyPRV01, 200, ""},
+		{history + "?_count=100000", keyPRV01, 200, ""},
+		{history + "?_count=0", keyPRV01, 400, "_count must be a whole number ≥ 1"},
+		{history + "?_count=x", keyPRV01, 400, "_count must be a whole number ≥ 1"},
+		{history + "?_count=", keyPRV01, 400, "_count must be a whole number ≥ 1"},
+		{history + "?_count=1&_count=2", keyPRV01, 400, "_count may be given once"},
+		{"/api/v1/cases?count=1", keyPRV01, 200, ""},
+		{"/api/v1/cases?count=0", keyPRV01, 400, "count must be a whole number ≥ 1"},
+		{"/api/v1/cases?count=", keyPRV01, 400, "count must be a whole number ≥ 1"},
+		{"/api/v1/cases?count=1&count=2", keyPRV01, 400, "count may be given once"},
+		{"/api/v1/outbox?limit=1", keyAdmin, 200, ""},
+		{"/api/v1/outbox?limit=0", keyAdmin, 400, "limit must be a whole number ≥ 1"},
+		{"/api/v1/outbox?limit=", keyAdmin, 400, "limit must be a whole number ≥ 1"},
+		{"/api/v1/outbox?limit=1&limit=2", keyAdmin, 400, "limit may be given once"},
+	} {
+		r := g.get(c.path, c.key)
+		if r.status != c.status || c.status == 400 && str(outcomeIssues(t, r)[0], "diagnostics") != c.message {
+			t.Errorf("%s: %d %s, want %d %q", c.path, r.status, r.body, c.status, c.message)
+		}
+	}
+	// A search's and a history's _count are cut to limits.max_count, and
+	// their links say so.
+	for _, path := range []string{"/fhir/Task?_count=100000", history + "?_count=100000"} {
+		if self := link(t, g.get(path, keyPRV01), "self"); !strings.Contains(self, "_count=500") {
+			t.Errorf("%s: self link %s", path, self)
 		}
 	}
 }

@@ -78,15 +78,20 @@ func (s *Server) readVersion(c *gin.Context, i interaction, version int) error {
 		return gateway.Errorf(gateway.CodeNotFound, "%s/%s is not known", typ, id)
 	}
 	var res gateway.Resource
-	if typ == gateway.TypeAuditEvent {
-		return s.readAudit(c, id)
-	} else if typ == gateway.TypeQuestionnaire {
+	switch typ {
+	case gateway.TypeAuditEvent:
+		ev, err := s.svc.AuditEvent(c.Request.Context(), principal(c), id)
+		if err != nil {
+			return err
+		}
+		res = s.auditResource(ev)
+	case gateway.TypeQuestionnaire:
 		in, ok := s.instrument(id)
 		if !ok || version > 1 {
 			return gateway.Errorf(gateway.CodeNotFound, "%s/%s is not known", typ, id)
 		}
 		res = in
-	} else if typ == gateway.TypeOrganization {
+	case gateway.TypeOrganization:
 		o, err := s.svc.Organization(principal(c), id)
 		if err != nil {
 			return err
@@ -95,7 +100,7 @@ func (s *Server) readVersion(c *gin.Context, i interaction, version int) error {
 			return gateway.Errorf(gateway.CodeNotFound, "%s/%s/_history/%d is not known", typ, id, version)
 		}
 		res = s.organization(o)
-	} else {
+	default:
 		var err error
 		if res, err = s.svc.Read(c.Request.Context(), principal(c), typ, id, version); err != nil {
 			return err
@@ -146,9 +151,6 @@ func (s *Server) runSearch(c *gin.Context, params url.Values) error {
 	if err != nil {
 		return err
 	}
-	if def.typ == gateway.TypeAuditEvent {
-		return s.searchAudit(c, def, params)
-	}
 	ps, err := s.parseSearch(def, params, prefer(c, "").strict)
 	if err != nil {
 		return err
@@ -161,13 +163,17 @@ func (s *Server) runSearch(c *gin.Context, params url.Values) error {
 	if q := selfLinks.Encode(); q != "" {
 		self += "?" + q
 	}
+	var page gateway.SearchPage
 	switch def.typ {
 	case gateway.TypeOrganization:
 		return s.searchOrganizations(c, ps, self)
 	case gateway.TypeQuestionnaire:
 		return s.searchInstruments(c, ps, self)
+	case gateway.TypeAuditEvent:
+		page, err = s.searchAudit(c.Request.Context(), principal(c), ps)
+	default:
+		page, err = s.svc.Search(c.Request.Context(), principal(c), ps.query)
 	}
-	page, err := s.svc.Search(c.Request.Context(), principal(c), ps.query)
 	if err != nil {
 		return err
 	}
@@ -287,19 +293,7 @@ func (s *Server) create(c *gin.Context) error {
 	if res.Created {
 		status, msg = http.StatusCreated, "created"
 	}
-	location := s.basePath + "/" + sr.Type + "/" + sr.ID + "/_history/" + strconv.Itoa(sr.Version)
-	c.Header("Location", location)
-	c.Header("Content-Location", location)
-	c.Header("ETag", etag(sr.Version))
-	c.Header("Last-Modified", lastModified(*sr))
-	switch prefer(c, returnRepresentation).ret {
-	case returnMinimal:
-		c.Status(status)
-	case returnOutcome:
-		s.writeJSON(c, status, information(msg))
-	default:
-		s.writeJSON(c, status, sr.Body)
-	}
+	s.created(c, status, *sr, msg)
 	return nil
 }
 
@@ -333,18 +327,15 @@ func (s *Server) createPROM(c *gin.Context, body []byte) error {
 	if err != nil {
 		return err
 	}
-	qr := res.Response
-	location := s.basePath + "/" + qr.Type + "/" + qr.ID + "/_history/" + strconv.Itoa(qr.Version)
-	c.Header("Location", location)
-	s.resourceHeaders(c, qr)
-	switch prefer(c, returnRepresentation).ret {
-	case returnMinimal:
-		c.Status(http.StatusCreated)
-	case returnOutcome:
-		s.writeJSON(c, http.StatusCreated, information("scored: Observation/"+res.Observation.ID+"; Task/"+res.Task.ID+
-			" is at version "+strconv.Itoa(res.Task.Version)))
-	default:
-		s.writeJSON(c, http.StatusCreated, qr.Body)
-	}
+	s.created(c, http.StatusCreated, res.Response, "scored: Observation/"+res.Observation.ID+"; Task/"+res.Task.ID+
+		" is at version "+strconv.Itoa(res.Task.Version))
 	return nil
+}
+
+// created answers a create with the resource it stored (status 201, or
+// 200 when a repeat wrote nothing): Location names the version, and the
+// answer is a written one's (see written).
+func (s *Server) created(c *gin.Context, status int, res gateway.Resource, message string) {
+	c.Header("Location", s.versionPath(res))
+	s.written(c, status, res, message)
 }

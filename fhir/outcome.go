@@ -13,10 +13,7 @@ import (
 // outcomes maps each error code to its HTTP status and the OperationOutcome
 // issue type used when the error does not give one. It is the only place
 // where domain errors meet HTTP.
-var outcomes = map[gateway.Code]struct {
-	status int
-	issue  string
-}{
+var outcomes = map[gateway.Code]httpOutcome{
 	gateway.CodeInvalid:              {http.StatusBadRequest, "invalid"},
 	gateway.CodeUnprocessable:        {http.StatusUnprocessableEntity, "processing"},
 	gateway.CodeUnauthorized:         {http.StatusUnauthorized, "login"},
@@ -32,6 +29,20 @@ var outcomes = map[gateway.Code]struct {
 	gateway.CodeRateLimited:          {http.StatusTooManyRequests, "throttled"},
 	gateway.CodeUnavailable:          {http.StatusServiceUnavailable, "transient"},
 	gateway.CodeInternal:             {http.StatusInternalServerError, "exception"},
+}
+
+type httpOutcome struct {
+	status int
+	issue  string
+}
+
+// outcomeOf is the status and issue type of code; a code not in outcomes
+// is an internal error.
+func outcomeOf(code gateway.Code) httpOutcome {
+	if o, ok := outcomes[code]; ok {
+		return o
+	}
+	return outcomes[gateway.CodeInternal]
 }
 
 type operationOutcome struct {
@@ -54,10 +65,7 @@ func outcome(err error, requestID string) (int, []byte) {
 	if !errors.As(err, &e) {
 		e = gateway.Internal("unclassified", err)
 	}
-	o, ok := outcomes[e.Code]
-	if !ok {
-		o = outcomes[gateway.CodeInternal]
-	}
+	o := outcomeOf(e.Code)
 	oo := operationOutcome{ResourceType: "OperationOutcome"}
 	if e.Code == gateway.CodeInternal {
 		oo.Issue = []outcomeIssue{{Severity: "error", Code: o.issue,

@@ -62,7 +62,10 @@ type resourceDef struct {
 	params            []searchParam
 	includes          []includeDef
 	conditionalCreate bool
-	doc               string
+	// newestFirst: searches come newest first only (the audit trail);
+	// _sort=_lastUpdated is refused.
+	newestFirst bool
+	doc         string
 }
 
 func (d *resourceDef) offers(i interaction) bool {
@@ -193,10 +196,11 @@ var resourceDefs = []resourceDef{
 	{
 		typ:          gateway.TypeAuditEvent,
 		interactions: []interaction{interactionRead, interactionSearch},
+		newestFirst:  true,
 		doc: "The audit trail, for operators (admin clients) only: one event per read, search, history, create, update, patch, " +
 			"delete or operation on patient data, per case API call and report, and per refused request (401, 403, 404…), " +
 			"with who (client, role, organisation), what (resource references only), when, the outcome and the source address. " +
-			"Newest first. Searches give no Bundle.total and do not take _total.",
+			"An event never changes: it stays at version 1. Searches come newest first (_sort=-_lastUpdated only).",
 		params: []searchParam{
 			{name: "agent", typ: paramReference, doc: "Who: a client id, Organization/{code} or the bare code; commas for alternatives"},
 			{name: "entity", typ: paramReference, doc: "A resource touched, as Type/id; commas for alternatives"},

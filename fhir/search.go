@@ -22,10 +22,14 @@ type parsedSearch struct {
 	// total is the _total asked for: "" or "estimate" (count where cheap),
 	// "none" or "accurate".
 	total string
+	// filters counts the parameter occurrences applied, up to maxFilters.
+	filters int
 	// orgs filters configured organisations (Organization searches);
-	// instruments filters instruments (Questionnaire searches).
+	// instruments filters instruments (Questionnaire searches); audit
+	// selects audit events (AuditEvent searches).
 	orgs        []func(gateway.Organization) bool
 	instruments []func(gateway.Instrument) bool
+	audit       gateway.AuditQuery
 }
 
 // ignoredParams are FHIR result parameters the server does not implement;
@@ -53,7 +57,7 @@ func badParam(format string, args ...any) error {
 // a 400 when strict.
 func (s *Server) parseSearch(def *resourceDef, params url.Values, strict bool) (*parsedSearch, error) {
 	ps := &parsedSearch{def: def, links: url.Values{}}
-	ps.query = gateway.SearchQuery{Type: def.typ, Count: s.cfg.DefaultCount}
+	ps.query = gateway.SearchQuery{Type: def.typ, Count: s.cfg.DefaultCount, Descending: def.newestFirst}
 	keys := make([]string, 0, len(params))
 	for k := range params {
 		keys = append(keys, k)
@@ -64,27 +68,24 @@ func (s *Server) parseSearch(def *resourceDef, params url.Values, strict bool) (
 		values := params[key]
 		switch key {
 		case "_count":
-			n, err := single(key, values)
+			count, err := pageSize(key, values, s.cfg.DefaultCount, 0, s.cfg.MaxCount)
 			if err != nil {
 				return nil, err
 			}
-			count, err := strconv.Atoi(n)
-			if err != nil || count < 0 {
-				return nil, badParam("_count must be a whole number ≥ 0")
-			}
-			ps.query.Count = min(count, s.cfg.MaxCount)
-			ps.links.Set(key, strconv.Itoa(ps.query.Count))
+			ps.query.Count = count
+			ps.links.Set(key, strconv.Itoa(count))
 			continue
 		case "_sort":
 			v, err := single(key, values)
 			if err != nil {
 				return nil, err
 			}
-			switch v {
-			case "_lastUpdated":
-			case "-_lastUpdated":
+			switch {
+			case v == "-_lastUpdated":
 				ps.query.Descending = true
-			default:
+			case def.newestFirst:
+				return nil, badParam("%s comes newest first: _sort supports -_lastUpdated only", def.typ)
+			case v != "_lastUpdated":
 				return nil, badParam("_sort supports _lastUpdated and -_lastUpdated only")
 			}
 			ps.links.Set(key, v)
@@ -150,6 +151,8 @@ func (s *Server) parseSearch(def *resourceDef, params url.Values, strict bool) (
 				err = ps.addOrganizationFilter(p, modifier, chain, v)
 			case gateway.TypeQuestionnaire:
 				err = ps.addInstrumentFilter(p, modifier, chain, v)
+			case gateway.TypeAuditEvent:
+				err = s.addAuditFilter(ps, p, modifier, chain, v)
 			default:
 				err = s.addFilter(ps, p, modifier, chain, v)
 			}
@@ -212,6 +215,25 @@ func single(key string, values []string) (string, error) {
 	return values[0], nil
 }
 
+// pageSize reads a page-size parameter (a search's or a history's _count,
+// the case list's count, the outbox's limit) from its values: def when it
+// is absent, else one whole number no less than least, cut to most. Each
+// endpoint gives its own bounds.
+func pageSize(name string, values []string, def, least, most int) (int, error) {
+	if len(values) == 0 {
+		return def, nil
+	}
+	v, err := single(name, values)
+	if err != nil {
+		return 0, err
+	}
+	n, err := strconv.Atoi(v)
+	if err != nil || n < least {
+		return 0, badParam("%s must be a whole number ≥ %d", name, least)
+	}
+	return min(n, most), nil
+}
+
 func findInclude(def *resourceDef, v string) (gateway.Include, bool) {
 	for _, inc := range def.includes {
 		if v == inc.name || v == inc.name+":"+inc.target {
@@ -233,20 +255,31 @@ func textValue(name, value string) error {
 	return nil
 }
 
+// alternatives checks one value of the search parameter name, for the
+// store, and splits it at its unescaped commas: text the store can bind,
+// within the limits of one search.
+func (ps *parsedSearch) alternatives(name, value string) ([]string, error) {
+	if err := textValue(name, value); err != nil {
+		return nil, err
+	}
+	if ps.filters++; ps.filters > maxFilters {
+		return nil, badParam("a search takes at most %d parameters", maxFilters)
+	}
+	alternatives := splitEscaped(value, ',')
+	if len(alternatives) > maxAlternatives {
+		return nil, badParam("%s: at most %d values separated by commas", name, maxAlternatives)
+	}
+	return alternatives, nil
+}
+
 // addFilter adds one value (which may list alternatives separated by commas)
 // of a search parameter to the query.
 func (s *Server) addFilter(ps *parsedSearch, p searchParam, modifier, chain, value string) error {
-	if err := textValue(p.name, value); err != nil {
+	alternatives, err := ps.alternatives(p.name, value)
+	if err != nil {
 		return err
 	}
-	if len(ps.query.Filters) >= maxFilters {
-		return badParam("a search takes at most %d parameters", maxFilters)
-	}
 	f := gateway.Filter{Field: p.field}
-	alternatives := splitEscaped(value, ',')
-	if len(alternatives) > maxAlternatives {
-		return badParam("%s: at most %d values separated by commas", p.name, maxAlternatives)
-	}
 	switch p.typ {
 	case paramDate:
 		if modifier != "" || chain != "" {

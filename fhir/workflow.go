@@ -153,22 +153,31 @@ func (s *Server) save(c *gin.Context, typ, id string, version int, body []byte) 
 	if err != nil {
 		return err
 	}
-	s.resourceHeaders(c, res)
-	switch prefer(c, returnRepresentation).ret {
-	case returnMinimal:
-		c.Status(http.StatusOK)
-	case returnOutcome:
-		s.writeJSON(c, http.StatusOK, information("updated: version "+strconv.Itoa(res.Version)))
-	default:
-		s.writeJSON(c, http.StatusOK, res.Body)
-	}
+	s.written(c, http.StatusOK, res, "updated: version "+strconv.Itoa(res.Version))
 	return nil
 }
 
-func (s *Server) resourceHeaders(c *gin.Context, res gateway.Resource) {
+// written answers a write with the version it stored: its ETag,
+// Last-Modified and Content-Location, and what Prefer: return= asks for —
+// nothing, an OperationOutcome saying message, or (the default) the
+// resource.
+func (s *Server) written(c *gin.Context, status int, res gateway.Resource, message string) {
 	c.Header("ETag", etag(res.Version))
 	c.Header("Last-Modified", lastModified(res))
-	c.Header("Content-Location", s.basePath+"/"+res.Type+"/"+res.ID+"/_history/"+strconv.Itoa(res.Version))
+	c.Header("Content-Location", s.versionPath(res))
+	switch prefer(c, returnRepresentation).ret {
+	case returnMinimal:
+		c.Status(status)
+	case returnOutcome:
+		s.writeJSON(c, status, information(message))
+	default:
+		s.writeJSON(c, status, res.Body)
+	}
+}
+
+// versionPath is the path of the version res is at.
+func (s *Server) versionPath(res gateway.Resource) string {
+	return s.basePath + "/" + res.Type + "/" + res.ID + "/_history/" + strconv.Itoa(res.Version)
 }
 
 // notModified answers 304 when the client's copy is current: If-None-Match
@@ -200,14 +209,11 @@ func (s *Server) history(c *gin.Context) error {
 	if _, err := resourceFor(typ, interactionHistory); err != nil {
 		return err
 	}
-	count, before := s.cfg.DefaultCount, 0
-	if v := c.Query("_count"); v != "" {
-		n, err := strconv.Atoi(v)
-		if err != nil || n < 1 {
-			return badParam("_count must be a whole number ≥ 1")
-		}
-		count = min(n, s.cfg.MaxCount)
+	count, err := pageSize("_count", c.QueryArray("_count"), s.cfg.DefaultCount, 1, s.cfg.MaxCount)
+	if err != nil {
+		return err
 	}
+	before := 0
 	if v := c.Query("_before"); v != "" {
 		n, err := strconv.Atoi(v)
 		if err != nil || n < 1 {

@@ -74,16 +74,21 @@ type AuditQuery struct {
 	Entities [][]string
 	// Dates all apply to Recorded.
 	Dates []DateBound
+	// Count is the page size; 0 asks only for the total.
 	Count int
 	// Before continues a listing: events older (lower Seq) than it; 0
 	// starts at the newest.
 	Before int64
+	// Total asks for the number of matches.
+	Total bool
 }
 
 // AuditPage is a page of audit events, newest first.
 type AuditPage struct {
 	Events []AuditEvent
-	More   bool
+	// Total is the number of matches, or -1 when not counted.
+	Total int
+	More  bool
 }
 
 // Auditor keeps audit events that are not written inside a write

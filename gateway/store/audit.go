@@ -134,13 +134,10 @@ func (t *writeTx) auditChunk(ctx context.Context, events []gateway.AuditEvent) e
 // audit_refs' key (ref, audit_seq), the agent and date conditions their own
 // indexes.
 func (v *view) AuditEvents(ctx context.Context, q gateway.AuditQuery) (gateway.AuditPage, error) {
-	if q.Count <= 0 {
-		return gateway.AuditPage{}, gateway.Errorf(gateway.CodeInvalid, "a page of audit events needs a size")
+	if q.Count < 0 {
+		return gateway.AuditPage{}, gateway.Errorf(gateway.CodeInvalid, "a page of audit events cannot have a negative size")
 	}
 	var w query
-	if q.Before > 0 {
-		w.add("a.seq < ?", q.Before)
-	}
 	for _, group := range q.Agents {
 		if len(group) == 0 {
 			w.add("1 = 0")
@@ -173,16 +170,24 @@ func (v *view) AuditEvents(ctx context.Context, q gateway.AuditQuery) (gateway.A
 		}
 		w.add(cond, args...)
 	}
-	sqlText := `SELECT ` + auditColumns + ` FROM audit_events a`
-	if len(w.where) > 0 {
-		sqlText += ` WHERE ` + w.sql()
+	page := gateway.AuditPage{Total: -1}
+	if q.Total {
+		if err := v.getOne(ctx, &page.Total, `SELECT COUNT(*) FROM audit_events a`+w.whereSQL(), w.args...); err != nil {
+			return gateway.AuditPage{}, gateway.Internal("store.AuditEvents", err)
+		}
 	}
-	sqlText += ` ORDER BY a.seq DESC LIMIT ?`
+	if q.Count == 0 {
+		return page, nil
+	}
+	if q.Before > 0 {
+		w.add("a.seq < ?", q.Before)
+	}
 	var rows []auditRow
-	if err := v.tx.SelectContext(ctx, &rows, v.d.rebind(sqlText), append(w.args, q.Count+1)...); err != nil {
+	if err := v.tx.SelectContext(ctx, &rows, v.d.rebind(`SELECT `+auditColumns+` FROM audit_events a`+w.whereSQL()+
+		` ORDER BY a.seq DESC LIMIT ?`), append(w.args, q.Count+1)...); err != nil {
 		return gateway.AuditPage{}, gateway.Internal("store.AuditEvents", err)
 	}
-	page := gateway.AuditPage{More: len(rows) > q.Count}
+	page.More = len(rows) > q.Count
 	rows = rows[:min(len(rows), q.Count)]
 	page.Events = make([]gateway.AuditEvent, len(rows))
 	for i, r := range rows {

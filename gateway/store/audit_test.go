@@ -28,6 +28,65 @@ func pollAudit(i int) gateway.AuditEvent {
 	return e
 }
 
+// auditPage reads a page of the trail of s.
+func auditPage(t *testing.T, s *store.Store, q gateway.AuditQuery) gateway.AuditPage {
+	t.Helper()
+	ctx := context.Background()
+	var page gateway.AuditPage
+	if err := s.View(ctx, func(v gateway.View) (err error) {
+		page, err = v.AuditEvents(ctx, q)
+		return err
+	}); err != nil {
+		t.Fatal(err)
+	}
+	return page
+}
+
+// TestAuditTotal: a search of the trail counts its matches when asked —
+// all of them, whichever page it reads — and Count 0 asks for the count
+// alone; not asked, the total is -1.
+func TestAuditTotal(t *testing.T) {
+	storetest.Each(t, func(t *testing.T, engine string) {
+		s := storetest.Open(t, engine, nil)
+		ctx := context.Background()
+		events := make([]gateway.AuditEvent, 5)
+		for i := range events {
+			events[i] = pollAudit(i)
+		}
+		events[4].ClientID, events[4].Org = "provider-prv02", "PRV02"
+		if err := s.Update(ctx, func(tx gateway.Tx) error { return tx.Audit(ctx, events...) }); err != nil {
+			t.Fatal(err)
+		}
+		first := auditPage(t, s, gateway.AuditQuery{Count: 2})
+		for _, c := range []struct {
+			name          string
+			q             gateway.AuditQuery
+			total, events int
+		}{
+			{"count alone", gateway.AuditQuery{Total: true}, 5, 0},
+			{"nothing asked", gateway.AuditQuery{}, -1, 0},
+			{"first page", gateway.AuditQuery{Count: 2, Total: true}, 5, 2},
+			{"later page", gateway.AuditQuery{Count: 2, Total: true, Before: first.Events[1].Seq}, 5, 2},
+			{"not counted", gateway.AuditQuery{Count: 2}, -1, 2},
+			{"by agent", gateway.AuditQuery{Total: true, Agents: [][]string{{"PRV01"}}}, 4, 0},
+			{"by entity and date", gateway.AuditQuery{Count: 10, Total: true, Entities: [][]string{{"Task/3-7", "Task/4-7"}},
+				Dates: []gateway.DateBound{{Op: gateway.OpLt, Period: gateway.Period{Start: events[4].Recorded, End: events[4].Recorded}}}}, 1, 1},
+			{"no match", gateway.AuditQuery{Total: true, Agents: [][]string{{"nobody"}}}, 0, 0},
+		} {
+			page := auditPage(t, s, c.q)
+			if page.Total != c.total || len(page.Events) != c.events {
+				t.Errorf("%s: total %d, %d events; want %d, %d", c.name, page.Total, len(page.Events), c.total, c.events)
+			}
+		}
+		if err := s.View(ctx, func(v gateway.View) error {
+			_, err := v.AuditEvents(ctx, gateway.AuditQuery{Count: -1})
+			return err
+		}); gateway.ErrorCode(err) != gateway.CodeInvalid {
+			t.Errorf("a negative page size: %v", err)
+		}
+	})
+}
+
 // TestAuditRoundTrip writes events and reads them back whole: the entities
 // in order (odd but storable text included), found by each of them, and an
 // event with none.
@@ -162,14 +221,7 @@ func TestAuditCompactMigration(t *testing.T) {
 		s := storetest.OpenConfig(t, cfg)
 		read := func(q gateway.AuditQuery) []gateway.AuditEvent {
 			t.Helper()
-			var page gateway.AuditPage
-			if err := s.View(ctx, func(v gateway.View) (err error) {
-				page, err = v.AuditEvents(ctx, q)
-				return err
-			}); err != nil {
-				t.Fatal(err)
-			}
-			return page.Events
+			return auditPage(t, s, q).Events
 		}
 		all := read(gateway.AuditQuery{Count: 10})
 		if got := fmt.Sprint(len(all), all[2].Entities, all[1].Entities, all[0].Entities); got != "3 [Task/t1 ServiceRequest/s1 Patient/p1] [] [Patient/p1]" {

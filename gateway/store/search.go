@@ -38,6 +38,14 @@ func (q *query) add(cond string, args ...any) {
 
 func (q *query) sql() string { return strings.Join(q.where, " AND ") }
 
+// whereSQL is the WHERE clause of the conditions, empty when there are none.
+func (q *query) whereSQL() string {
+	if len(q.where) == 0 {
+		return ""
+	}
+	return " WHERE " + q.sql()
+}
+
 // asOf restricts alias to the versions current at change snap.
 func asOf(alias string, snap int64) (string, []any) {
 	return fmt.Sprintf("%[1]s.seq <= ? AND (%[1]s.superseded_seq IS NULL OR %[1]s.superseded_seq > ?)", alias), []any{snap, snap}
