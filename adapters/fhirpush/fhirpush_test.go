@@ -198,6 +198,7 @@ func TestNewRefuses(t *testing.T) {
 		{},
 		{BaseURL: "fhir.provider.example/fhir"},
 		{BaseURL: "ftp://fhir.provider.example/fhir"},
+		{BaseURL: "https://:8443/fhir"},
 		{BaseURL: "https://fhir.provider.example/fhir", Token: "t0ken\r\nX-Other: 1"},
 	} {
 		if a, err := fhirpush.New(cfg); err == nil || a != nil {

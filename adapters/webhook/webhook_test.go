@@ -274,6 +274,7 @@ func TestNewRefuses(t *testing.T) {
 		{name: "refused: relative URL", cfg: webhook.Config{URL: "/cases", Secret: secret}},
 		{name: "refused: ftp URL", cfg: webhook.Config{URL: "ftp://provider.example/cases", Secret: secret}},
 		{name: "refused: no host", cfg: webhook.Config{URL: "https:///cases", Secret: secret}},
+		{name: "refused: a port without a host", cfg: webhook.Config{URL: "https://:8443/cases", Secret: secret}},
 		{name: "refused: no secret", cfg: webhook.Config{URL: "https://provider.example/cases"}},
 		{name: "refused: empty secret", cfg: webhook.Config{URL: "https://provider.example/cases", Secret: []byte{}}},
 	}
