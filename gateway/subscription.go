@@ -3,7 +3,6 @@ package gateway
 import (
 	"context"
 	"errors"
-	"net/url"
 	"strings"
 )
 
@@ -44,8 +43,9 @@ const (
 
 // CheckSubscription: a practice subscribes to its own Tasks only
 // (criteria Task?requester=Organization/{its ODS code}), through a
-// rest-hook to an http(s) endpoint, with an empty or FHIR JSON payload.
-func CheckSubscription(r SubscriptionRequest, practice string) []Issue {
+// rest-hook to an endpoint the policy allows (the one the deliveries are
+// held to), with an empty or FHIR JSON payload.
+func CheckSubscription(r SubscriptionRequest, practice string, endpoints EndpointPolicy) []Issue {
 	var issues []Issue
 	switch r.Criteria {
 	case "Task?requester=Organization/" + practice, "Task?requester=" + practice:
@@ -56,8 +56,8 @@ func CheckSubscription(r SubscriptionRequest, practice string) []Issue {
 	if r.Channel != "rest-hook" {
 		issues = append(issues, issue(IssueNotSupported, "Subscription.channel.type", "only rest-hook channels are supported"))
 	}
-	if u, err := url.Parse(r.Endpoint); err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" {
-		issues = append(issues, issue(IssueValue, "Subscription.channel.endpoint", "endpoint must be an absolute https (or http) URL"))
+	if err := endpoints.CheckURL(r.Endpoint); err != nil {
+		issues = append(issues, issue(IssueValue, "Subscription.channel.endpoint", "%v", err))
 	}
 	switch r.Payload {
 	case "", "application/fhir+json", "application/json":
@@ -123,13 +123,7 @@ func (s *Service) CreateSubscription(ctx context.Context, p Principal, body []by
 	if err != nil {
 		return Resource{}, err
 	}
-	issues := CheckSubscription(req, p.Org)
-	if len(issues) == 0 {
-		if err := s.endpoints.CheckURL(req.Endpoint); err != nil {
-			issues = append(issues, issue(IssueValue, "Subscription.channel.endpoint", "%v", err))
-		}
-	}
-	if err := Unprocessable(issues); err != nil {
+	if err := Unprocessable(CheckSubscription(req, p.Org, s.endpoints)); err != nil {
 		return Resource{}, err
 	}
 	var out Resource
