@@ -18,6 +18,7 @@ import (
 
 	"github.com/spgateway/spgateway/fhir"
 	"github.com/spgateway/spgateway/gateway"
+	"github.com/spgateway/spgateway/gateway/gatewaytest"
 	"github.com/spgateway/spgateway/gateway/store/storetest"
 	"github.com/spgateway/spgateway/mapping"
 )
@@ -33,27 +34,16 @@ func newGateway(t testing.TB, engine string) string {
 	base := "http://" + srv.Listener.Addr().String()
 	st := storetest.Open(t, engine, nil)
 	svc, err := gateway.NewService(gateway.Config{
-		Store:     st,
-		Outbox:    st,
-		Documents: mapping.Documents{},
-		Organizations: []gateway.Organization{
-			{Code: "A81001", Name: "Example Road Surgery", Kind: gateway.OrgPractice},
-			{Code: "A81002", Name: "Riverside Medical Group", Kind: gateway.OrgPractice},
-			{Code: "PRV01", Name: "Tyneside Link Workers", Kind: gateway.OrgProvider},
-			{Code: "PRV02", Name: "Riverside Community Connectors", Kind: gateway.OrgProvider},
-		},
-		Routing: []gateway.RoutingRule{{Practice: "A81001", Provider: "PRV01"}, {Practice: "A81002", Provider: "PRV02"}},
+		Store:         st,
+		Outbox:        st,
+		Documents:     mapping.Documents{},
+		Organizations: gatewaytest.Organizations(),
+		Routing:       gatewaytest.Routing(),
 	})
 	if err != nil {
 		t.Fatal(err)
 	}
-	keys := gateway.NewStaticKeys([]gateway.StaticKey{
-		{Key: "dev-practice-a81001", Principal: gateway.Principal{ClientID: "practice-a81001", Role: gateway.RolePractice, Org: "A81001"}},
-		{Key: "dev-practice-a81002", Principal: gateway.Principal{ClientID: "practice-a81002", Role: gateway.RolePractice, Org: "A81002"}},
-		{Key: "dev-provider-prv01", Principal: gateway.Principal{ClientID: "provider-prv01", Role: gateway.RoleProvider, Org: "PRV01"}},
-		{Key: "dev-provider-prv02", Principal: gateway.Principal{ClientID: "provider-prv02", Role: gateway.RoleProvider, Org: "PRV02"}},
-	})
-	h, err := fhir.NewServer(fhir.Config{BaseURL: base}, svc, keys)
+	h, err := fhir.NewServer(fhir.Config{BaseURL: base}, svc, gateway.NewStaticKeys(gatewaytest.Clients()))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -268,11 +258,11 @@ func TestReferralBuilder(t *testing.T) {
 		}
 		// The practice code really is replaced: A81002's Bundle is not
 		// A81001's to send.
-		status, resp := send(t, http.MethodPost, base+"/fhir", "dev-practice-a81001", tgt.referrals.Build("A81002"))
+		status, resp := send(t, http.MethodPost, base+"/fhir", gatewaytest.KeyA81001, tgt.referrals.Build("A81002"))
 		if status != http.StatusForbidden || !strings.Contains(string(resp), "ServiceRequest.requester") {
 			t.Errorf("another practice's Bundle: %d %s", status, resp)
 		}
-		if n := total(t, base, "/fhir/Task?owner=Organization/PRV02", "dev-provider-prv02"); n != 2 {
+		if n := total(t, base, "/fhir/Task?owner=Organization/PRV02", gatewaytest.KeyPRV02); n != 2 {
 			t.Errorf("PRV02 has %d Tasks, want 2 (routing by the practice code)", n)
 		}
 	})
@@ -315,7 +305,7 @@ func TestScenarios(t *testing.T) {
 			sane(t, r, n)
 			switch name {
 			case "intake":
-				got := total(t, base, "/fhir/ServiceRequest", "dev-practice-a81001") + total(t, base, "/fhir/ServiceRequest", "dev-practice-a81002")
+				got := total(t, base, "/fhir/ServiceRequest", gatewaytest.KeyA81001) + total(t, base, "/fhir/ServiceRequest", gatewaytest.KeyA81002)
 				if got != n {
 					t.Errorf("intake: %d referrals stored, want %d", got, n)
 				}
@@ -325,8 +315,8 @@ func TestScenarios(t *testing.T) {
 				}
 			case "update":
 				// Three updates a Task: 66 completed and the 67th accepted.
-				completed := total(t, base, "/fhir/Task?owner=Organization/PRV01&status=completed", "dev-provider-prv01") +
-					total(t, base, "/fhir/Task?owner=Organization/PRV02&status=completed", "dev-provider-prv02")
+				completed := total(t, base, "/fhir/Task?owner=Organization/PRV01&status=completed", gatewaytest.KeyPRV01) +
+					total(t, base, "/fhir/Task?owner=Organization/PRV02&status=completed", gatewaytest.KeyPRV02)
 				if completed < n/3-4 || completed > n/3 {
 					t.Errorf("update: %d Tasks completed by %d updates", completed, n)
 				}
