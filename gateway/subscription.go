@@ -21,7 +21,6 @@ type SubscriptionRequest struct {
 	Payload string
 	// Headers are channel.header lines ("Name: value").
 	Headers []string
-	Error   string
 }
 
 // SubscriptionChannel is where and how to deliver to a Subscription.
