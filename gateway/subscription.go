@@ -3,6 +3,7 @@ package gateway
 import (
 	"context"
 	"errors"
+	"fmt"
 	"strings"
 )
 
@@ -220,13 +221,15 @@ func (s *Service) SubscriptionChannel(ctx context.Context, id string) (Subscript
 
 // DeliveryResult keeps a Subscription's status true to its deliveries:
 // error, with the failure, while its endpoint fails; active again once a
-// delivery succeeds. It is the outbox worker's OnResult.
-func (s *Service) DeliveryResult(ctx context.Context, e OutboxEvent, failure error) {
+// delivery succeeds. It is the outbox worker's OnResult, which logs the
+// error it returns when the status cannot be written. A deleted (or
+// unknown) Subscription keeps its status.
+func (s *Service) DeliveryResult(ctx context.Context, e OutboxEvent, failure error) error {
 	kind, id := SplitDestination(e.Destination)
 	if kind != DestinationSubscription {
-		return
+		return nil
 	}
-	_ = s.store.Update(ctx, func(tx Tx) error {
+	err := s.store.Update(ctx, func(tx Tx) error {
 		cur, err := tx.Get(ctx, TypeSubscription, id, 0)
 		if err != nil || cur.Index.Deleted {
 			return err
@@ -246,4 +249,8 @@ func (s *Service) DeliveryResult(ctx context.Context, e OutboxEvent, failure err
 		next.Index.Status, next.Index.Access = status, nil
 		return tx.Put(ctx, &next)
 	})
+	if err != nil && ErrorCode(err) != CodeNotFound {
+		return fmt.Errorf("gateway.DeliveryResult: Subscription %s: %w", id, err)
+	}
+	return nil
 }
