@@ -20,6 +20,7 @@ import (
 	"github.com/spgateway/spgateway/fhir"
 	"github.com/spgateway/spgateway/fhir/fhirtest"
 	"github.com/spgateway/spgateway/gateway"
+	"github.com/spgateway/spgateway/gateway/gatewaytest"
 	"github.com/spgateway/spgateway/gateway/store"
 	"github.com/spgateway/spgateway/gateway/store/storetest"
 	"github.com/spgateway/spgateway/mapping"
@@ -27,11 +28,11 @@ import (
 
 // The development keys of SPEC 4.1.
 const (
-	keyA81001 = "dev-practice-a81001"
-	keyA81002 = "dev-practice-a81002"
-	keyPRV01  = "dev-provider-prv01"
-	keyPRV02  = "dev-provider-prv02"
-	keyAdmin  = "dev-admin"
+	keyA81001 = gatewaytest.KeyA81001
+	keyA81002 = gatewaytest.KeyA81002
+	keyPRV01  = gatewaytest.KeyPRV01
+	keyPRV02  = gatewaytest.KeyPRV02
+	keyAdmin  = gatewaytest.KeyAdmin
 )
 
 // traceAll runs every gateway with tracing on, to measure its cost:
@@ -68,17 +69,9 @@ func withLimits(maxBody int64, maxDepth, defaultCount, maxCount int) gatewayOpti
 // routing (SPEC 4.1), without a store.
 func devConfig() gateway.Config {
 	return gateway.Config{
-		Documents: mapping.Documents{},
-		Organizations: []gateway.Organization{
-			{Code: "A81001", Name: "Example Road Surgery", Kind: gateway.OrgPractice},
-			{Code: "A81002", Name: "Riverside Medical Group", Kind: gateway.OrgPractice},
-			{Code: "PRV01", Name: "Tyneside Link Workers", Kind: gateway.OrgProvider},
-			{Code: "PRV02", Name: "Riverside Community Connectors", Kind: gateway.OrgProvider},
-		},
-		Routing: []gateway.RoutingRule{
-			{Practice: "A81001", Provider: "PRV01"},
-			{Practice: "A81002", Provider: "PRV02"},
-		},
+		Documents:     mapping.Documents{},
+		Organizations: gatewaytest.Organizations(),
+		Routing:       gatewaytest.Routing(),
 		// The tests' Subscription endpoints are httptest servers: plain
 		// http on the loopback address (attack_test holds them to the
 		// production rule).
@@ -88,13 +81,7 @@ func devConfig() gateway.Config {
 
 // devKeys are the development keys of SPEC 4.1.
 func devKeys() gateway.Authenticator {
-	return gateway.NewStaticKeys([]gateway.StaticKey{
-		{Key: keyA81001, Principal: gateway.Principal{ClientID: "practice-a81001", Role: gateway.RolePractice, Org: "A81001"}},
-		{Key: keyA81002, Principal: gateway.Principal{ClientID: "practice-a81002", Role: gateway.RolePractice, Org: "A81002"}},
-		{Key: keyPRV01, Principal: gateway.Principal{ClientID: "provider-prv01", Role: gateway.RoleProvider, Org: "PRV01"}},
-		{Key: keyPRV02, Principal: gateway.Principal{ClientID: "provider-prv02", Role: gateway.RoleProvider, Org: "PRV02"}},
-		{Key: keyAdmin, Principal: gateway.Principal{ClientID: "admin", Role: gateway.RoleAdmin}},
-	})
+	return gateway.NewStaticKeys(gatewaytest.Clients())
 }
 
 // newGateway starts the gateway with the development organisations, routing

@@ -39,6 +39,16 @@ func TestSubscriptionEndpointRule(t *testing.T) {
 				t.Errorf("%s: %d %s", endpoint, r.status, r.body)
 			}
 		}
+		// The endpoint is judged with the rest: a Subscription wrong in
+		// two ways hears of both at once.
+		body := scSubscription(t, func(sub map[string]any) {
+			sub["criteria"] = "Task?requester=Organization/A81002"
+			scChannel(sub)["endpoint"] = "https://127.0.0.1:8080/fhir"
+		})
+		r := g.post("/fhir/Subscription", keyA81001, body)
+		if r.status != http.StatusUnprocessableEntity || !names(t, r, "Subscription.criteria") || !names(t, r, "Subscription.channel.endpoint") {
+			t.Errorf("wrong criteria and a loopback endpoint: %d %s", r.status, r.body)
+		}
 		// None was kept: the practice may still hold its full number.
 		for i := range gateway.MaxSubscriptions {
 			if r := g.post("/fhir/Subscription", keyA81001, scSubscription(t, nil)); r.status != http.StatusCreated {

@@ -449,17 +449,9 @@ func TestSubscriptionNotified(t *testing.T) {
 func TestSubscriptionDeliveryStatus(t *testing.T) {
 	storetest.Each(t, func(t *testing.T, engine string) {
 		g := newGateway(t, engine)
-		ctx := context.Background()
-		id := scSubscribe(t, g, keyA81001, scSubscription(t, nil))
-		ref := newReferral(t, g, "SUB-D-1")
-		g.mustChange(t, ref.task, keyPRV01, setStatus("accepted"))
-		events := scTo(scOutbox(t, g, gateway.OutboxPending), gateway.SubscriptionDestination(id))
-		if len(events) != 1 {
-			t.Fatalf("%d events", len(events))
-		}
-		ev := events[0]
+		id, ref, ev := scAccepted(t, g, "SUB-D-1")
 
-		g.svc.DeliveryResult(ctx, ev, errors.New("dial tcp 192.0.2.1:443: connection refused"))
+		scResult(t, g, ev, errors.New("dial tcp 192.0.2.1:443: connection refused"))
 		sub, v := g.read(t, "/fhir/Subscription/"+id, keyA81001)
 		if sub["status"] != "error" || v != 2 {
 			t.Fatalf("after a failure: version %d %v", v, sub)
@@ -468,7 +460,7 @@ func TestSubscriptionDeliveryStatus(t *testing.T) {
 			t.Errorf("error %q", msg)
 		}
 		// Another failure of the same outage writes no new version.
-		g.svc.DeliveryResult(ctx, ev, errors.New("dial tcp 192.0.2.1:443: connection refused"))
+		scResult(t, g, ev, errors.New("dial tcp 192.0.2.1:443: connection refused"))
 		if _, v := g.read(t, "/fhir/Subscription/"+id, keyA81001); v != 2 {
 			t.Errorf("a second failure wrote version %d", v)
 		}
@@ -480,7 +472,7 @@ func TestSubscriptionDeliveryStatus(t *testing.T) {
 		// Still the owner's alone.
 		scRefused(t, "other practice reads a Subscription in error", g.get("/fhir/Subscription/"+id, keyA81002), http.StatusNotFound, "")
 
-		g.svc.DeliveryResult(ctx, ev, nil)
+		scResult(t, g, ev, nil)
 		sub, v = g.read(t, "/fhir/Subscription/"+id, keyA81001)
 		if sub["status"] != "active" || v != 3 {
 			t.Fatalf("after a success: version %d %v", v, sub)
@@ -489,7 +481,7 @@ func TestSubscriptionDeliveryStatus(t *testing.T) {
 			t.Errorf("error kept after a success: %v", sub["error"])
 		}
 		// Success while active changes nothing.
-		g.svc.DeliveryResult(ctx, ev, nil)
+		scResult(t, g, ev, nil)
 		if _, v := g.read(t, "/fhir/Subscription/"+id, keyA81001); v != 3 {
 			t.Errorf("a success while active wrote version %d", v)
 		}
@@ -506,12 +498,55 @@ func TestSubscriptionDeliveryStatus(t *testing.T) {
 
 		// Results for other destinations, or a deleted Subscription, change
 		// nothing.
-		g.svc.DeliveryResult(ctx, gateway.OutboxEvent{Destination: gateway.ProviderDestination("PRV01")}, errors.New("down"))
+		scResult(t, g, gateway.OutboxEvent{Destination: gateway.ProviderDestination("PRV01")}, errors.New("down"))
 		if r := g.do(http.MethodDelete, "/fhir/Subscription/"+id, keyA81001, nil); r.status != http.StatusNoContent {
 			t.Fatalf("delete: %d %s", r.status, r.body)
 		}
-		g.svc.DeliveryResult(ctx, ev, errors.New("down"))
+		scResult(t, g, ev, errors.New("down"))
 		scRefused(t, "read after delete and a failure", g.get("/fhir/Subscription/"+id, keyA81001), http.StatusGone, "")
+	})
+}
+
+// scAccepted subscribes A81001, sends its referral identifier and has
+// PRV01 accept it: it returns the Subscription's id, the referral and the
+// one event the acceptance queued for the Subscription.
+func scAccepted(t *testing.T, g *testGateway, identifier string) (string, referral, gateway.OutboxEvent) {
+	t.Helper()
+	id := scSubscribe(t, g, keyA81001, scSubscription(t, nil))
+	ref := newReferral(t, g, identifier)
+	g.mustChange(t, ref.task, keyPRV01, setStatus("accepted"))
+	events := scTo(scOutbox(t, g, gateway.OutboxPending), gateway.SubscriptionDestination(id))
+	if len(events) != 1 {
+		t.Fatalf("%d events", len(events))
+	}
+	return id, ref, events[0]
+}
+
+// scResult tells the gateway of a delivery's outcome, as the outbox worker
+// does, and fails the test if the Subscription's status was not written.
+func scResult(t *testing.T, g *testGateway, e gateway.OutboxEvent, failure error) {
+	t.Helper()
+	if err := g.svc.DeliveryResult(context.Background(), e, failure); err != nil {
+		t.Fatalf("DeliveryResult: %v", err)
+	}
+}
+
+// TestSubscriptionDeliveryStatusNotWritten: a Subscription's status that
+// cannot be written is an error for the outbox worker to log, not silence;
+// the Subscription is as it was.
+func TestSubscriptionDeliveryStatusNotWritten(t *testing.T) {
+	storetest.Each(t, func(t *testing.T, engine string) {
+		g := newGateway(t, engine)
+		id, _, ev := scAccepted(t, g, "SUB-W-1")
+		ctx, cancel := context.WithCancel(context.Background())
+		cancel() // the store refuses to begin the write
+		err := g.svc.DeliveryResult(ctx, ev, errors.New("dial tcp 192.0.2.1:443: connection refused"))
+		if err == nil || !strings.Contains(err.Error(), "Subscription "+id) {
+			t.Errorf("DeliveryResult = %v, want an error naming the Subscription", err)
+		}
+		if sub, v := g.read(t, "/fhir/Subscription/"+id, keyA81001); sub["status"] != "active" || v != 1 {
+			t.Errorf("after a write that failed: version %d %v", v, sub)
+		}
 	})
 }
 

@@ -62,39 +62,59 @@ func PublicAddr(a netip.Addr) bool {
 	return true
 }
 
-// ErrEndpointRefused is what CheckURL and CheckAddr return, wrapped.
+// ErrEndpointRefused is what ParseHTTPURL, CheckURL and CheckAddr return,
+// wrapped.
 var ErrEndpointRefused = errors.New("endpoint refused")
+
+// ParseHTTPURL parses the URL of a destination the gateway sends to,
+// whoever chose it: absolute, http or https, with a host. It is the shape
+// alone; what a client may choose is the EndpointPolicy's to say
+// (ParseURL). Its errors wrap ErrEndpointRefused.
+func ParseHTTPURL(raw string) (*url.URL, error) {
+	u, err := url.Parse(raw)
+	if err != nil || u.Host == "" || u.Hostname() == "" {
+		return nil, fmt.Errorf("%w: not an absolute URL", ErrEndpointRefused)
+	}
+	if u.Scheme != "https" && u.Scheme != "http" {
+		return nil, fmt.Errorf("%w: not an http(s) URL", ErrEndpointRefused)
+	}
+	return u, nil
+}
 
 // CheckURL checks an endpoint URL: absolute, https (or http when allowed),
 // no user information, and, when its host is an IP address or a localhost
 // name, a public address unless private ones are allowed.
 func (p EndpointPolicy) CheckURL(raw string) error {
-	u, err := url.Parse(raw)
-	if err != nil || u.Host == "" || u.Hostname() == "" {
-		return fmt.Errorf("%w: not an absolute URL", ErrEndpointRefused)
+	_, err := p.ParseURL(raw)
+	return err
+}
+
+// ParseURL is CheckURL that also returns the URL, for the delivery that
+// sends to it.
+func (p EndpointPolicy) ParseURL(raw string) (*url.URL, error) {
+	u, err := ParseHTTPURL(raw)
+	if err != nil {
+		return nil, err
 	}
-	switch {
-	case u.Scheme == "https":
-	case u.Scheme == "http" && p.AllowHTTP:
-	case u.Scheme == "http":
-		return fmt.Errorf("%w: only https endpoints are accepted", ErrEndpointRefused)
-	default:
-		return fmt.Errorf("%w: not an http(s) URL", ErrEndpointRefused)
+	if u.Scheme == "http" && !p.AllowHTTP {
+		return nil, fmt.Errorf("%w: only https endpoints are accepted", ErrEndpointRefused)
 	}
 	if u.User != nil {
-		return fmt.Errorf("%w: credentials in the URL are not accepted (use a channel header)", ErrEndpointRefused)
+		return nil, fmt.Errorf("%w: credentials in the URL are not accepted (use a channel header)", ErrEndpointRefused)
 	}
 	if p.AllowPrivate {
-		return nil
+		return u, nil
 	}
 	host := strings.ToLower(strings.TrimSuffix(u.Hostname(), "."))
 	if host == "localhost" || strings.HasSuffix(host, ".localhost") {
-		return fmt.Errorf("%w: the endpoint is not a public address", ErrEndpointRefused)
+		return nil, fmt.Errorf("%w: the endpoint is not a public address", ErrEndpointRefused)
 	}
 	if a, err := netip.ParseAddr(host); err == nil {
-		return p.CheckAddr(a)
+		if err := p.CheckAddr(a); err != nil {
+			return nil, err
+		}
 	}
-	return nil
+	return u, nil
 }
 
 // CheckAddr refuses an address that is not public, unless private ones

@@ -100,3 +100,28 @@ func TestEndpointPolicyCheckURL(t *testing.T) {
 		})
 	}
 }
+
+// TestParseHTTPURL: the shape of every destination, whoever chose it; no
+// policy (an operator's receiver may be on a private network, over http).
+func TestParseHTTPURL(t *testing.T) {
+	for raw, ok := range map[string]bool{
+		"https://hooks.example.org/fhir":      true,
+		"http://127.0.0.1:8080/x":             true,
+		"https://user:pw@hooks.example.org/x": true, // credentials are a policy's to refuse
+		"ftp://hooks.example.org/x":           false,
+		"mailto:hook@example.org":             false,
+		"/fhir":                               false,
+		"https:///x":                          false,
+		"https://:443/x":                      false,
+		"https://[::1/x":                      false,
+		"":                                    false,
+	} {
+		u, err := gateway.ParseHTTPURL(raw)
+		if ok != (err == nil) || ok != (u != nil) {
+			t.Errorf("ParseHTTPURL(%q) = %v, %v", raw, u, err)
+		}
+		if err != nil && !errors.Is(err, gateway.ErrEndpointRefused) {
+			t.Errorf("ParseHTTPURL(%q): error %v is not ErrEndpointRefused", raw, err)
+		}
+	}
+}

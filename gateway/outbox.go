@@ -170,8 +170,10 @@ type WorkerConfig struct {
 	Log     *slog.Logger
 	Metrics *OutboxMetrics
 	// OnResult, when set, hears the outcome of every attempt (to keep a
-	// Subscription's status).
-	OnResult func(ctx context.Context, e OutboxEvent, err error)
+	// Subscription's status). An error it returns is logged, like a
+	// failure to record the attempt: the outcome is in the outbox either
+	// way, and the next attempt's result is heard again.
+	OnResult func(ctx context.Context, e OutboxEvent, err error) error
 	// TracerProvider traces each attempt (default: no tracing). The span
 	// holds the event's id, destination kind, attempt and outcome, never
 	// its payload or the error's text.
@@ -342,7 +344,9 @@ func (w *Worker) attempt(ctx context.Context, e OutboxEvent) {
 		return
 	}
 	if w.cfg.OnResult != nil && !errors.Is(err, ErrDiscard) {
-		w.cfg.OnResult(ctx, e, err)
+		if rerr := w.cfg.OnResult(ctx, e, err); rerr != nil {
+			w.cfg.Log.Error("outbox: acting on an attempt's outcome failed", "event", e.ID, "destination", e.Destination, "err", rerr)
+		}
 	}
 }
 

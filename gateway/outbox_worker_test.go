@@ -1,9 +1,11 @@
 package gateway_test
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"math/rand/v2"
 	"slices"
 	"strings"
@@ -103,10 +105,11 @@ type results struct {
 	got []result
 }
 
-func (r *results) OnResult(_ context.Context, e gateway.OutboxEvent, err error) {
+func (r *results) OnResult(_ context.Context, e gateway.OutboxEvent, err error) error {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	r.got = append(r.got, result{e.ID, e.Status, e.Attempts, err})
+	return nil
 }
 
 func (r *results) all() []result {
@@ -366,6 +369,35 @@ func TestWorkerOnResult(t *testing.T) {
 			t.Errorf("OnResult heard %+v, want %+v", got, want)
 		}
 		wantMetrics(t, w.Metrics(), metricsWant{attempts: 4, delivered: 2, failures: 2})
+	})
+}
+
+// TestWorkerLogsOnResultFailure: when OnResult cannot act on an outcome
+// (a Subscription's status not written), the worker says so in its log;
+// the outcome itself is recorded in the outbox all the same.
+func TestWorkerLogsOnResultFailure(t *testing.T) {
+	t.Parallel()
+	storetest.Each(t, func(t *testing.T, engine string) {
+		t.Parallel()
+		c := newWorkerClock(w0)
+		st := storetest.Open(t, engine, c.Now)
+		enqueueEvents(t, st, outboxEvent("e1", subS, "task-1"))
+		var log bytes.Buffer
+		w := newWorker(t, gateway.WorkerConfig{
+			Outbox: st, Deliverers: map[string]gateway.Deliverer{"subscription": &receiver{}}, Now: c.Now,
+			Log: slog.New(slog.NewTextHandler(&log, nil)),
+			OnResult: func(context.Context, gateway.OutboxEvent, error) error {
+				return errors.New("writing the Subscription's status: database is locked")
+			},
+		})
+		runOnce(t, w)
+		if got := log.String(); !strings.Contains(got, "level=ERROR") || !strings.Contains(got, "event=e1") ||
+			!strings.Contains(got, "database is locked") {
+			t.Errorf("the log does not tell of the failure:\n%s", got)
+		}
+		if e := storedEvent(t, st, "e1"); e.Status != gateway.OutboxDelivered {
+			t.Errorf("e1 is %s, want delivered", e.Status)
+		}
 	})
 }
 
@@ -1000,10 +1032,11 @@ func TestWorkerLateOutcomeAfterTakeover(t *testing.T) {
 			heard   []error
 		)
 		w1 := newWorker(t, gateway.WorkerConfig{Outbox: st, Deliverers: map[string]gateway.Deliverer{"subscription": b},
-			Lease: lease, Now: c1.Now, OnResult: func(_ context.Context, _ gateway.OutboxEvent, err error) {
+			Lease: lease, Now: c1.Now, OnResult: func(_ context.Context, _ gateway.OutboxEvent, err error) error {
 				heardMu.Lock()
 				defer heardMu.Unlock()
 				heard = append(heard, err)
+				return nil
 			}})
 		w1done := make(chan struct{})
 		go func() {

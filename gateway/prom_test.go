@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/spgateway/spgateway/gateway"
+	"github.com/spgateway/spgateway/gateway/gatewaytest"
 	"github.com/spgateway/spgateway/gateway/store/storetest"
 	"github.com/spgateway/spgateway/mapping"
 )
@@ -490,8 +491,8 @@ func (c *manualClock) Set(t time.Time) {
 }
 
 var (
-	practiceA81001 = gateway.Principal{ClientID: "practice-a81001", Role: gateway.RolePractice, Org: "A81001"}
-	providerPRV01  = gateway.Principal{ClientID: "provider-prv01", Role: gateway.RoleProvider, Org: "PRV01"}
+	practiceA81001 = gatewaytest.Principal(gatewaytest.KeyA81001)
+	providerPRV01  = gatewaytest.Principal(gatewaytest.KeyPRV01)
 )
 
 // promService is a Service over a real store, both on clock.
@@ -505,19 +506,11 @@ type promService struct {
 // providers, A81001 routed to PRV01.
 func promConfig(st gateway.Store, now func() time.Time) gateway.Config {
 	return gateway.Config{
-		Store:     st,
-		Documents: mapping.Documents{},
-		Organizations: []gateway.Organization{
-			{Code: "A81001", Name: "Example Road Surgery", Kind: gateway.OrgPractice},
-			{Code: "A81002", Name: "Riverside Medical Group", Kind: gateway.OrgPractice},
-			{Code: "PRV01", Name: "Tyneside Link Workers", Kind: gateway.OrgProvider},
-			{Code: "PRV02", Name: "Riverside Community Connectors", Kind: gateway.OrgProvider},
-		},
-		Routing: []gateway.RoutingRule{
-			{Practice: "A81001", Provider: "PRV01"},
-			{Practice: "A81002", Provider: "PRV02"},
-		},
-		Now: now,
+		Store:         st,
+		Documents:     mapping.Documents{},
+		Organizations: gatewaytest.Organizations(),
+		Routing:       gatewaytest.Routing(),
+		Now:           now,
 	}
 }
 

@@ -3,7 +3,7 @@ package gateway
 import (
 	"context"
 	"errors"
-	"net/url"
+	"fmt"
 	"strings"
 )
 
@@ -22,7 +22,6 @@ type SubscriptionRequest struct {
 	Payload string
 	// Headers are channel.header lines ("Name: value").
 	Headers []string
-	Error   string
 }
 
 // SubscriptionChannel is where and how to deliver to a Subscription.
@@ -44,8 +43,9 @@ const (
 
 // CheckSubscription: a practice subscribes to its own Tasks only
 // (criteria Task?requester=Organization/{its ODS code}), through a
-// rest-hook to an http(s) endpoint, with an empty or FHIR JSON payload.
-func CheckSubscription(r SubscriptionRequest, practice string) []Issue {
+// rest-hook to an endpoint the policy allows (the one the deliveries are
+// held to), with an empty or FHIR JSON payload.
+func CheckSubscription(r SubscriptionRequest, practice string, endpoints EndpointPolicy) []Issue {
 	var issues []Issue
 	switch r.Criteria {
 	case "Task?requester=Organization/" + practice, "Task?requester=" + practice:
@@ -56,8 +56,8 @@ func CheckSubscription(r SubscriptionRequest, practice string) []Issue {
 	if r.Channel != "rest-hook" {
 		issues = append(issues, issue(IssueNotSupported, "Subscription.channel.type", "only rest-hook channels are supported"))
 	}
-	if u, err := url.Parse(r.Endpoint); err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" {
-		issues = append(issues, issue(IssueValue, "Subscription.channel.endpoint", "endpoint must be an absolute https (or http) URL"))
+	if err := endpoints.CheckURL(r.Endpoint); err != nil {
+		issues = append(issues, issue(IssueValue, "Subscription.channel.endpoint", "%v", err))
 	}
 	switch r.Payload {
 	case "", "application/fhir+json", "application/json":
@@ -123,13 +123,7 @@ func (s *Service) CreateSubscription(ctx context.Context, p Principal, body []by
 	if err != nil {
 		return Resource{}, err
 	}
-	issues := CheckSubscription(req, p.Org)
-	if len(issues) == 0 {
-		if err := s.endpoints.CheckURL(req.Endpoint); err != nil {
-			issues = append(issues, issue(IssueValue, "Subscription.channel.endpoint", "%v", err))
-		}
-	}
-	if err := Unprocessable(issues); err != nil {
+	if err := Unprocessable(CheckSubscription(req, p.Org, s.endpoints)); err != nil {
 		return Resource{}, err
 	}
 	var out Resource
@@ -227,13 +221,15 @@ func (s *Service) SubscriptionChannel(ctx context.Context, id string) (Subscript
 
 // DeliveryResult keeps a Subscription's status true to its deliveries:
 // error, with the failure, while its endpoint fails; active again once a
-// delivery succeeds. It is the outbox worker's OnResult.
-func (s *Service) DeliveryResult(ctx context.Context, e OutboxEvent, failure error) {
+// delivery succeeds. It is the outbox worker's OnResult, which logs the
+// error it returns when the status cannot be written. A deleted (or
+// unknown) Subscription keeps its status.
+func (s *Service) DeliveryResult(ctx context.Context, e OutboxEvent, failure error) error {
 	kind, id := SplitDestination(e.Destination)
 	if kind != DestinationSubscription {
-		return
+		return nil
 	}
-	_ = s.store.Update(ctx, func(tx Tx) error {
+	err := s.store.Update(ctx, func(tx Tx) error {
 		cur, err := tx.Get(ctx, TypeSubscription, id, 0)
 		if err != nil || cur.Index.Deleted {
 			return err
@@ -253,4 +249,8 @@ func (s *Service) DeliveryResult(ctx context.Context, e OutboxEvent, failure err
 		next.Index.Status, next.Index.Access = status, nil
 		return tx.Put(ctx, &next)
 	})
+	if err != nil && ErrorCode(err) != CodeNotFound {
+		return fmt.Errorf("gateway.DeliveryResult: Subscription %s: %w", id, err)
+	}
+	return nil
 }

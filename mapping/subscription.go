@@ -27,7 +27,6 @@ func (Documents) Subscription(body []byte) (gateway.SubscriptionRequest, error) 
 		Channel:  doc.Get("channel.type").String(),
 		Endpoint: doc.Get("channel.endpoint").String(),
 		Payload:  doc.Get("channel.payload").String(),
-		Error:    doc.Get("error").String(),
 	}
 	doc.Get("channel.header").ForEach(func(_, h gjson.Result) bool {
 		r.Headers = append(r.Headers, h.String())

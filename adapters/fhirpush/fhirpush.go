@@ -12,7 +12,6 @@ import (
 	"fmt"
 	"io"
 	"net/http"
-	"net/url"
 	"strings"
 	"time"
 
@@ -61,9 +60,9 @@ type Adapter struct {
 
 // New returns an Adapter. It refuses a missing or non-http(s) base.
 func New(cfg Config) (*Adapter, error) {
-	u, err := url.Parse(cfg.BaseURL)
-	if cfg.BaseURL == "" || err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" {
-		return nil, errors.New("fhirpush.New: BaseURL must be an absolute http or https URL")
+	u, err := gateway.ParseHTTPURL(cfg.BaseURL)
+	if err != nil {
+		return nil, fmt.Errorf("fhirpush.New: BaseURL: %w", err)
 	}
 	if strings.ContainsAny(cfg.Token, "\r\n") {
 		return nil, errors.New("fhirpush.New: the token is more than one line")
@@ -111,7 +110,7 @@ func (a *Adapter) Deliver(ctx context.Context, e gateway.OutboxEvent) error {
 	}
 	resp, err := a.client.Do(req)
 	if err != nil {
-		return fmt.Errorf("fhirpush.Deliver: POST %s: %w", a.shown, cause(ctx, err, a.timeout))
+		return fmt.Errorf("fhirpush.Deliver: POST %s: %w", a.shown, outbound.Cause(ctx, err, a.timeout))
 	}
 	defer resp.Body.Close()
 	answer, rerr := io.ReadAll(io.LimitReader(resp.Body, maxAnswer+1))
@@ -121,7 +120,7 @@ func (a *Adapter) Deliver(ctx context.Context, e gateway.OutboxEvent) error {
 	switch code := resp.StatusCode; {
 	case code >= 200 && code < 300:
 		if rerr != nil {
-			return fmt.Errorf("fhirpush.Deliver: POST %s: %s, reading the answer: %w", a.shown, resp.Status, cause(ctx, rerr, a.timeout))
+			return fmt.Errorf("fhirpush.Deliver: POST %s: %s, reading the answer: %w", a.shown, resp.Status, outbound.Cause(ctx, rerr, a.timeout))
 		}
 		var got bundle
 		if err := json.Unmarshal(answer, &got); err != nil || got.ResourceType != "Bundle" || got.Type != "transaction-response" {
@@ -204,17 +203,4 @@ func expression(s string) string {
 		s = s[:200] + "…"
 	}
 	return s
-}
-
-// cause turns a failed exchange's error into what went wrong, without the
-// request's URL, saying so when the delivery ran out of time.
-func cause(ctx context.Context, err error, timeout time.Duration) error {
-	if errors.Is(ctx.Err(), context.DeadlineExceeded) {
-		return fmt.Errorf("no answer within %s: %w", timeout, context.DeadlineExceeded)
-	}
-	var uerr *url.Error
-	if errors.As(err, &uerr) {
-		return uerr.Err
-	}
-	return err
 }

@@ -3,15 +3,12 @@ package fhirpush_test
 import (
 	"context"
 	"encoding/json"
-	"errors"
-	"io"
 	"net/http"
-	"net/http/httptest"
-	"strings"
 	"testing"
 	"time"
 
 	"github.com/spgateway/spgateway/adapters/fhirpush"
+	"github.com/spgateway/spgateway/adapters/internal/adaptertest"
 	"github.com/spgateway/spgateway/gateway"
 )
 
@@ -33,28 +30,6 @@ var (
 		OrderKey: "task-1", TaskVersion: 1, Payload: transaction}
 )
 
-// request is one request as the FHIR server saw it.
-type request struct {
-	method, path string
-	header       http.Header
-	body         []byte
-}
-
-// server is a provider's FHIR server answering status and answer.
-func server(t *testing.T, status int, answer string) (*httptest.Server, chan request) {
-	t.Helper()
-	got := make(chan request, 10)
-	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		body, _ := io.ReadAll(r.Body)
-		got <- request{method: r.Method, path: r.URL.Path, header: r.Header.Clone(), body: body}
-		w.Header().Set("Content-Type", "application/fhir+json")
-		w.WriteHeader(status)
-		io.WriteString(w, answer)
-	}))
-	t.Cleanup(srv.Close)
-	return srv, got
-}
-
 func adapter(t *testing.T, cfg fhirpush.Config) *fhirpush.Adapter {
 	t.Helper()
 	a, err := fhirpush.New(cfg)
@@ -67,14 +42,14 @@ func adapter(t *testing.T, cfg fhirpush.Config) *fhirpush.Adapter {
 func TestDeliverTransaction(t *testing.T) {
 	for _, base := range []string{"/fhir", "/fhir/"} {
 		t.Run("base "+base, func(t *testing.T) {
-			srv, got := server(t, http.StatusOK, transactionResponse)
+			srv, got := adaptertest.Receiver(t, http.StatusOK, transactionResponse)
 			a := adapter(t, fhirpush.Config{BaseURL: srv.URL + base, Token: "t0ken"})
 			if err := a.Deliver(context.Background(), event); err != nil {
 				t.Fatalf("Deliver: %v", err)
 			}
 			r := <-got
-			if r.method != http.MethodPost || r.path != "/fhir" {
-				t.Errorf("%s %s, want POST /fhir (the base)", r.method, r.path)
+			if r.Method != http.MethodPost || r.Path != "/fhir" {
+				t.Errorf("%s %s, want POST /fhir (the base)", r.Method, r.Path)
 			}
 			for name, want := range map[string]string{
 				"Content-Type":  "application/fhir+json",
@@ -82,22 +57,22 @@ func TestDeliverTransaction(t *testing.T) {
 				"Authorization": "Bearer t0ken",
 				"X-Request-Id":  "delivery-1",
 			} {
-				if v := r.header.Get(name); v != want {
+				if v := r.Header.Get(name); v != want {
 					t.Errorf("%s = %q, want %q", name, v, want)
 				}
 			}
-			if string(r.body) != string(transaction) {
-				t.Errorf("body = %s, want the Bundle as it is", r.body)
+			if string(r.Body) != string(transaction) {
+				t.Errorf("body = %s, want the Bundle as it is", r.Body)
 			}
 		})
 	}
 	t.Run("no token, no Authorization", func(t *testing.T) {
-		srv, got := server(t, http.StatusOK, transactionResponse)
+		srv, got := adaptertest.Receiver(t, http.StatusOK, transactionResponse)
 		if err := adapter(t, fhirpush.Config{BaseURL: srv.URL}).Deliver(context.Background(), event); err != nil {
 			t.Fatalf("Deliver: %v", err)
 		}
-		if r := <-got; r.header.Get("Authorization") != "" || r.path != "/" && r.path != "" {
-			t.Errorf("Authorization = %q, path %q", r.header.Get("Authorization"), r.path)
+		if r := <-got; r.Header.Get("Authorization") != "" || r.Path != "/" && r.Path != "" {
+			t.Errorf("Authorization = %q, path %q", r.Header.Get("Authorization"), r.Path)
 		}
 	})
 }
@@ -129,49 +104,21 @@ func TestDeliverFailures(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			srv, _ := server(t, tt.status, tt.answer)
+			srv, _ := adaptertest.Receiver(t, tt.status, tt.answer)
 			err := adapter(t, fhirpush.Config{BaseURL: srv.URL, Token: "t0ken"}).Deliver(context.Background(), event)
-			if err == nil {
-				t.Fatal("Deliver succeeded")
-			}
-			var perm *gateway.PermanentError
-			if errors.As(err, &perm) != tt.permanent {
-				t.Errorf("Deliver = %v: permanent is %v, want %v", err, !tt.permanent, tt.permanent)
-			}
-			msg := err.Error()
-			if !strings.Contains(msg, tt.says) {
-				t.Errorf("error %q does not say %q", msg, tt.says)
-			}
-			for _, secret := range []string{nhsNumber, "Smith", "t0ken"} {
-				if strings.Contains(msg, secret) {
-					t.Errorf("error %q holds %q", msg, secret)
-				}
-			}
+			adaptertest.WantFailure(t, err, tt.permanent, tt.says, nhsNumber, "Smith", "t0ken")
 		})
 	}
 }
 
 func TestDeliverTimeout(t *testing.T) {
-	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		io.Copy(io.Discard, r.Body) // then the server notices the client leave
-		select {
-		case <-r.Context().Done():
-		case <-time.After(5 * time.Second):
-		}
-	}))
-	defer srv.Close()
-	start := time.Now()
-	err := adapter(t, fhirpush.Config{BaseURL: srv.URL, Timeout: 200 * time.Millisecond}).Deliver(context.Background(), event)
-	if !errors.Is(err, context.DeadlineExceeded) {
-		t.Errorf("Deliver = %v, want a timeout", err)
-	}
-	if took := time.Since(start); took > 1200*time.Millisecond {
-		t.Errorf("Deliver took %s with a timeout of 200ms", took)
-	}
+	const timeout = 200 * time.Millisecond
+	a := adapter(t, fhirpush.Config{BaseURL: adaptertest.Stalling(t).URL, Timeout: timeout})
+	adaptertest.WantTimeout(t, timeout, func() error { return a.Deliver(context.Background(), event) })
 }
 
 func TestDeliverRefusesNonTransactions(t *testing.T) {
-	srv, got := server(t, http.StatusOK, transactionResponse)
+	srv, got := adaptertest.Receiver(t, http.StatusOK, transactionResponse)
 	a := adapter(t, fhirpush.Config{BaseURL: srv.URL})
 	var batch map[string]any
 	json.Unmarshal(transaction, &batch)
@@ -180,13 +127,7 @@ func TestDeliverRefusesNonTransactions(t *testing.T) {
 	for _, payload := range []string{"", `{"nhs_number":"` + nhsNumber + `"}`, `{"resourceType":"Task"}`, string(batchJSON), "not json " + nhsNumber} {
 		e := event
 		e.Payload = []byte(payload)
-		err := a.Deliver(context.Background(), e)
-		var perm *gateway.PermanentError
-		if !errors.As(err, &perm) {
-			t.Errorf("Deliver = %v, want a permanent error", err)
-		} else if strings.Contains(err.Error(), nhsNumber) {
-			t.Errorf("error %q holds patient data", err)
-		}
+		adaptertest.WantPermanent(t, a.Deliver(context.Background(), e), nhsNumber)
 	}
 	if len(got) != 0 {
 		t.Error("a payload that is not a transaction was sent")
@@ -198,6 +139,7 @@ func TestNewRefuses(t *testing.T) {
 		{},
 		{BaseURL: "fhir.provider.example/fhir"},
 		{BaseURL: "ftp://fhir.provider.example/fhir"},
+		{BaseURL: "https://:8443/fhir"},
 		{BaseURL: "https://fhir.provider.example/fhir", Token: "t0ken\r\nX-Other: 1"},
 	} {
 		if a, err := fhirpush.New(cfg); err == nil || a != nil {

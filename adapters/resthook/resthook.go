@@ -12,7 +12,6 @@ import (
 	"fmt"
 	"io"
 	"net/http"
-	"net/url"
 	"strconv"
 	"strings"
 	"time"
@@ -117,13 +116,10 @@ func (a *Adapter) Deliver(ctx context.Context, e gateway.OutboxEvent) error {
 	if ch.Status == gateway.SubscriptionOff {
 		return gateway.ErrDiscard
 	}
-	u, err := url.Parse(ch.Endpoint)
-	if err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" {
-		return &gateway.PermanentError{Err: fmt.Errorf("resthook.Deliver: Subscription %s: the endpoint is not an absolute http or https URL", id)}
-	}
 	// Checked again at delivery: a Subscription made under a looser policy
 	// is held to the one in force.
-	if err := a.endpoints.CheckURL(ch.Endpoint); err != nil {
+	u, err := a.endpoints.ParseURL(ch.Endpoint)
+	if err != nil {
 		return &gateway.PermanentError{Err: fmt.Errorf("resthook.Deliver: Subscription %s: %w", id, err)}
 	}
 	header := http.Header{}
@@ -164,10 +160,10 @@ func (a *Adapter) Deliver(ctx context.Context, e gateway.OutboxEvent) error {
 	shown := outbound.Shown(u)
 	resp, err := a.client.Do(req)
 	if errors.Is(err, gateway.ErrEndpointRefused) {
-		return &gateway.PermanentError{Err: fmt.Errorf("resthook.Deliver: %s %s: %w", method, shown, cause(ctx, err, a.timeout))}
+		return &gateway.PermanentError{Err: fmt.Errorf("resthook.Deliver: %s %s: %w", method, shown, outbound.Cause(ctx, err, a.timeout))}
 	}
 	if err != nil {
-		return fmt.Errorf("resthook.Deliver: %s %s: %w", method, shown, cause(ctx, err, a.timeout))
+		return fmt.Errorf("resthook.Deliver: %s %s: %w", method, shown, outbound.Cause(ctx, err, a.timeout))
 	}
 	defer resp.Body.Close()
 	answer, err := io.ReadAll(io.LimitReader(resp.Body, maxAnswer))
@@ -177,7 +173,7 @@ func (a *Adapter) Deliver(ctx context.Context, e gateway.OutboxEvent) error {
 	case resp.StatusCode == http.StatusGone:
 		return &gateway.PermanentError{Err: fmt.Errorf("resthook.Deliver: %s %s: %s: the endpoint is gone", method, shown, resp.Status)}
 	case err != nil:
-		return fmt.Errorf("resthook.Deliver: %s %s: %s, reading the answer: %w", method, shown, resp.Status, cause(ctx, err, a.timeout))
+		return fmt.Errorf("resthook.Deliver: %s %s: %s, reading the answer: %w", method, shown, resp.Status, outbound.Cause(ctx, err, a.timeout))
 	}
 	if x := redact.Excerpt(answer, e.Payload); x != "" {
 		return fmt.Errorf("resthook.Deliver: %s %s: %s: %q", method, shown, resp.Status, x)
@@ -193,17 +189,4 @@ func mediaType(payload string) string {
 		return payload
 	}
 	return "application/fhir+json"
-}
-
-// cause turns a failed exchange's error into what went wrong, without the
-// request's URL, saying so when the delivery ran out of time.
-func cause(ctx context.Context, err error, timeout time.Duration) error {
-	if errors.Is(ctx.Err(), context.DeadlineExceeded) {
-		return fmt.Errorf("no answer within %s: %w", timeout, context.DeadlineExceeded)
-	}
-	var uerr *url.Error
-	if errors.As(err, &uerr) {
-		return uerr.Err
-	}
-	return err
 }

@@ -3,13 +3,12 @@ package resthook_test
 import (
 	"context"
 	"errors"
-	"io"
 	"net/http"
-	"net/http/httptest"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/spgateway/spgateway/adapters/internal/adaptertest"
 	"github.com/spgateway/spgateway/adapters/resthook"
 	"github.com/spgateway/spgateway/gateway"
 )
@@ -43,28 +42,6 @@ func (c *channels) SubscriptionChannel(_ context.Context, id string) (gateway.Su
 		return ch, gateway.ErrDiscard
 	}
 	return ch, nil
-}
-
-// request is one notification as an endpoint saw it.
-type request struct {
-	method, path, query string
-	header              http.Header
-	length              int64
-	body                []byte
-}
-
-// endpoint is a practice's endpoint answering status and answer.
-func endpoint(t *testing.T, status int, answer string) (*httptest.Server, chan request) {
-	t.Helper()
-	got := make(chan request, 10)
-	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		body, _ := io.ReadAll(r.Body)
-		got <- request{method: r.Method, path: r.URL.Path, query: r.URL.RawQuery, header: r.Header.Clone(), length: r.ContentLength, body: body}
-		w.WriteHeader(status)
-		io.WriteString(w, answer)
-	}))
-	t.Cleanup(srv.Close)
-	return srv, got
 }
 
 func event(payload []byte) gateway.OutboxEvent {
@@ -105,7 +82,7 @@ func TestDeliverNotification(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			srv, got := endpoint(t, http.StatusOK, "")
+			srv, got := adaptertest.Receiver(t, http.StatusOK, "")
 			c := &channels{ch: map[string]gateway.SubscriptionChannel{"sub-1": {ID: "sub-1", Status: gateway.SubscriptionActive,
 				Endpoint: srv.URL + "/hooks/tasks?practice=A81001", Payload: tt.channelType,
 				Headers: []string{"Authorization: Bearer practice-token", "X-Practice:  A81001 ", "X-Spgateway-Delivery: forged", "Content-Type: text/plain"}}}}
@@ -113,11 +90,11 @@ func TestDeliverNotification(t *testing.T) {
 				t.Fatalf("Deliver: %v", err)
 			}
 			r := <-got
-			if r.method != tt.wantMethod || r.path != tt.wantPath || r.query != "practice=A81001" {
-				t.Errorf("%s %s?%s, want %s %s?practice=A81001", r.method, r.path, r.query, tt.wantMethod, tt.wantPath)
+			if r.Method != tt.wantMethod || r.Path != tt.wantPath || r.Query != "practice=A81001" {
+				t.Errorf("%s %s?%s, want %s %s?practice=A81001", r.Method, r.Path, r.Query, tt.wantMethod, tt.wantPath)
 			}
-			if string(r.body) != string(tt.wantBody) || r.length != int64(len(tt.wantBody)) {
-				t.Errorf("body = %q (Content-Length %d), want %q", r.body, r.length, tt.wantBody)
+			if string(r.Body) != string(tt.wantBody) || r.Length != int64(len(tt.wantBody)) {
+				t.Errorf("body = %q (Content-Length %d), want %q", r.Body, r.Length, tt.wantBody)
 			}
 			for name, want := range map[string]string{
 				"Content-Type":             tt.wantType,
@@ -126,7 +103,7 @@ func TestDeliverNotification(t *testing.T) {
 				resthook.HeaderDelivery:    "delivery-1",
 				resthook.HeaderTaskVersion: "3",
 			} {
-				if v := r.header.Values(name); want == "" && len(v) != 0 || want != "" && (len(v) != 1 || v[0] != want) {
+				if v := r.Header.Values(name); want == "" && len(v) != 0 || want != "" && (len(v) != 1 || v[0] != want) {
 					t.Errorf("%s = %q, want %q", name, v, want)
 				}
 			}
@@ -135,7 +112,7 @@ func TestDeliverNotification(t *testing.T) {
 }
 
 func TestDeliverDiscards(t *testing.T) {
-	srv, got := endpoint(t, http.StatusOK, "")
+	srv, got := adaptertest.Receiver(t, http.StatusOK, "")
 	for name, c := range map[string]*channels{
 		"deleted": {err: gateway.ErrDiscard},
 		"unknown": {ch: map[string]gateway.SubscriptionChannel{}},
@@ -172,27 +149,15 @@ func TestDeliverFailures(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			srv, _ := endpoint(t, tt.status, tt.answer)
+			srv, _ := adaptertest.Receiver(t, tt.status, tt.answer)
 			c := &channels{ch: map[string]gateway.SubscriptionChannel{"sub-1": {ID: "sub-1", Status: gateway.SubscriptionActive,
 				Endpoint: srv.URL + "/hook?key=" + token, Payload: "application/fhir+json", Headers: []string{"Authorization: Bearer " + token}}}}
 			err := adapter(t, c, 0).Deliver(context.Background(), event(task))
-			if err == nil {
-				t.Fatal("Deliver succeeded")
-			}
-			var perm *gateway.PermanentError
-			if errors.As(err, &perm) != tt.permanent {
-				t.Errorf("Deliver = %v: permanent is %v, want %v", err, !tt.permanent, tt.permanent)
-			}
-			msg := err.Error()
-			if !strings.Contains(msg, tt.says) {
-				t.Errorf("error %q does not say %q", msg, tt.says)
-			}
-			// The receiver's address (a random port) is no patient data.
-			quoted := strings.ReplaceAll(msg, srv.URL, "<receiver>")
-			for _, secret := range []string{nhsNumber, "5919", "Smith", token} {
-				if strings.Contains(quoted, secret) {
-					t.Errorf("error %q holds %q", msg, secret)
-				}
+			adaptertest.WantFailure(t, err, tt.permanent, tt.says, nhsNumber, "Smith", token)
+			// Nor a part of the NHS number, looked for outside the
+			// receiver's address (a random port, any digits).
+			if err != nil && strings.Contains(strings.ReplaceAll(err.Error(), srv.URL, "<receiver>"), "5919") {
+				t.Errorf("error %q holds %q", err, "5919")
 			}
 		})
 	}
@@ -204,7 +169,7 @@ func TestDeliverRefuses(t *testing.T) {
 		return &channels{ch: map[string]gateway.SubscriptionChannel{"sub-1": {ID: "sub-1", Status: gateway.SubscriptionActive,
 			Endpoint: endpoint, Payload: "application/fhir+json", Headers: headers}}}
 	}
-	srv, got := endpoint(t, http.StatusOK, "")
+	srv, got := adaptertest.Receiver(t, http.StatusOK, "")
 	tests := []struct {
 		name     string
 		channels *channels
@@ -225,13 +190,7 @@ func TestDeliverRefuses(t *testing.T) {
 			if tt.dest != "" {
 				e.Destination = tt.dest
 			}
-			err := adapter(t, tt.channels, 0).Deliver(context.Background(), e)
-			var perm *gateway.PermanentError
-			if !errors.As(err, &perm) {
-				t.Errorf("Deliver = %v, want a permanent error", err)
-			} else if strings.Contains(err.Error(), token) {
-				t.Errorf("error %q shows the header's value", err)
-			}
+			adaptertest.WantPermanent(t, adapter(t, tt.channels, 0).Deliver(context.Background(), e), token)
 		})
 	}
 	if len(got) != 0 {
@@ -242,30 +201,17 @@ func TestDeliverRefuses(t *testing.T) {
 func TestDeliverLookupFails(t *testing.T) {
 	c := &channels{err: errors.New("database is locked")}
 	err := adapter(t, c, 0).Deliver(context.Background(), event(task))
-	var perm *gateway.PermanentError
-	if err == nil || errors.As(err, &perm) || errors.Is(err, gateway.ErrDiscard) || !strings.Contains(err.Error(), "SubscriptionChannel sub-1: database is locked") {
-		t.Errorf("Deliver = %v, want an error to retry", err)
+	adaptertest.WantRetry(t, err)
+	if errors.Is(err, gateway.ErrDiscard) || err != nil && !strings.Contains(err.Error(), "SubscriptionChannel sub-1: database is locked") {
+		t.Errorf("Deliver = %v, want the lookup's error to retry", err)
 	}
 }
 
 func TestDeliverTimeout(t *testing.T) {
-	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		io.Copy(io.Discard, r.Body) // then the server notices the client leave
-		select {
-		case <-r.Context().Done():
-		case <-time.After(5 * time.Second):
-		}
-	}))
-	defer srv.Close()
-	c := &channels{ch: map[string]gateway.SubscriptionChannel{"sub-1": {ID: "sub-1", Status: gateway.SubscriptionError, Endpoint: srv.URL}}}
-	start := time.Now()
-	err := adapter(t, c, 200*time.Millisecond).Deliver(context.Background(), event(nil))
-	if !errors.Is(err, context.DeadlineExceeded) {
-		t.Errorf("Deliver = %v, want a timeout", err)
-	}
-	if took := time.Since(start); took > 1200*time.Millisecond {
-		t.Errorf("Deliver took %s with a timeout of 200ms", took)
-	}
+	const timeout = 200 * time.Millisecond
+	c := &channels{ch: map[string]gateway.SubscriptionChannel{"sub-1": {ID: "sub-1", Status: gateway.SubscriptionError, Endpoint: adaptertest.Stalling(t).URL}}}
+	a := adapter(t, c, timeout)
+	adaptertest.WantTimeout(t, timeout, func() error { return a.Deliver(context.Background(), event(nil)) })
 }
 
 func TestNewRefusesNoChannels(t *testing.T) {
@@ -282,7 +228,7 @@ func TestNewRefusesNoChannels(t *testing.T) {
 // that resolves to loopback is delivered to: the check is where the
 // connection is made.
 func TestDeliverRefusesInternalEndpoints(t *testing.T) {
-	srv, got := endpoint(t, http.StatusOK, "")
+	srv, got := adaptertest.Receiver(t, http.StatusOK, "")
 	port := srv.URL[strings.LastIndex(srv.URL, ":"):]
 	for _, tt := range []struct {
 		name     string
@@ -307,8 +253,7 @@ func TestDeliverRefusesInternalEndpoints(t *testing.T) {
 				t.Fatal(err)
 			}
 			err = a.Deliver(context.Background(), event(task))
-			var perm *gateway.PermanentError
-			if !errors.As(err, &perm) || !errors.Is(err, gateway.ErrEndpointRefused) {
+			if !adaptertest.Permanent(err) || !errors.Is(err, gateway.ErrEndpointRefused) {
 				t.Errorf("Deliver = %v, want a permanent refusal", err)
 			}
 			if err != nil && strings.Contains(err.Error(), nhsNumber) {
@@ -316,7 +261,7 @@ func TestDeliverRefusesInternalEndpoints(t *testing.T) {
 			}
 			select {
 			case r := <-got:
-				t.Errorf("the endpoint got %s %s", r.method, r.path)
+				t.Errorf("the endpoint got %s %s", r.Method, r.Path)
 			default:
 			}
 		})
@@ -332,7 +277,7 @@ func TestDeliverRefusesInternalEndpoints(t *testing.T) {
 	if err := a.Deliver(context.Background(), event(task)); err != nil {
 		t.Fatalf("allowed: %v", err)
 	}
-	if r := <-got; r.method != http.MethodPut || r.path != "/hooks/Task/task-1" {
-		t.Errorf("allowed: %s %s", r.method, r.path)
+	if r := <-got; r.Method != http.MethodPut || r.Path != "/hooks/Task/task-1" {
+		t.Errorf("allowed: %s %s", r.Method, r.Path)
 	}
 }

@@ -15,7 +15,6 @@ import (
 	"fmt"
 	"io"
 	"net/http"
-	"net/url"
 	"strconv"
 	"strings"
 	"time"
@@ -81,9 +80,9 @@ type Adapter struct {
 // New returns an Adapter. It refuses a missing or non-http(s) URL and a
 // missing secret: an unsigned case record would be forgeable.
 func New(cfg Config) (*Adapter, error) {
-	u, err := url.Parse(cfg.URL)
-	if cfg.URL == "" || err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" {
-		return nil, errors.New("webhook.New: URL must be an absolute http or https URL")
+	u, err := gateway.ParseHTTPURL(cfg.URL)
+	if err != nil {
+		return nil, fmt.Errorf("webhook.New: URL: %w", err)
 	}
 	if len(cfg.Secret) == 0 {
 		return nil, errors.New("webhook.New: no secret to sign deliveries with")
@@ -125,7 +124,7 @@ func (a *Adapter) Deliver(ctx context.Context, e gateway.OutboxEvent) error {
 	req.Header.Set(HeaderSignature, Sign(a.secret, ts, e.Payload))
 	resp, err := a.client.Do(req)
 	if err != nil {
-		return fmt.Errorf("webhook.Deliver: POST %s: %w", a.shown, cause(ctx, err, a.timeout))
+		return fmt.Errorf("webhook.Deliver: POST %s: %w", a.shown, outbound.Cause(ctx, err, a.timeout))
 	}
 	defer resp.Body.Close()
 	answer, err := io.ReadAll(io.LimitReader(resp.Body, maxAnswer))
@@ -135,7 +134,7 @@ func (a *Adapter) Deliver(ctx context.Context, e gateway.OutboxEvent) error {
 	case resp.StatusCode == http.StatusGone:
 		return &gateway.PermanentError{Err: fmt.Errorf("webhook.Deliver: POST %s: %s: the receiver is gone", a.shown, resp.Status)}
 	case err != nil:
-		return fmt.Errorf("webhook.Deliver: POST %s: %s, reading the answer: %w", a.shown, resp.Status, cause(ctx, err, a.timeout))
+		return fmt.Errorf("webhook.Deliver: POST %s: %s, reading the answer: %w", a.shown, resp.Status, outbound.Cause(ctx, err, a.timeout))
 	}
 	if x := redact.Excerpt(answer, e.Payload); x != "" {
 		return fmt.Errorf("webhook.Deliver: POST %s: %s: %q", a.shown, resp.Status, x)
@@ -201,18 +200,4 @@ func Verify(secret []byte, timestamp, signature string, body []byte, now time.Ti
 		return fmt.Errorf("webhook.Verify: %w", ErrSignature)
 	}
 	return nil
-}
-
-// cause turns a failed exchange's error into what went wrong, without the
-// request's URL (which errors show only as shown), saying so when the
-// delivery ran out of time.
-func cause(ctx context.Context, err error, timeout time.Duration) error {
-	if errors.Is(ctx.Err(), context.DeadlineExceeded) {
-		return fmt.Errorf("no answer within %s: %w", timeout, context.DeadlineExceeded)
-	}
-	var uerr *url.Error
-	if errors.As(err, &uerr) {
-		return uerr.Err
-	}
-	return err
 }

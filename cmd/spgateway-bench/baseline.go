@@ -18,6 +18,8 @@ import (
 	"github.com/gin-gonic/gin"
 	r4 "github.com/samply/golang-fhir-models/fhir-models/fhir"
 	_ "modernc.org/sqlite" // registers the "sqlite" driver
+
+	"github.com/spgateway/spgateway/gateway/store"
 )
 
 // The baseline server's routes.
@@ -26,20 +28,13 @@ const (
 	baselineHelloPath  = "/baseline/hello"
 )
 
-// sqlitePragmas are the gateway store's connection options (gateway/store:
-// WAL, synchronous NORMAL, a busy timeout, foreign keys), so that the
-// baseline pays what the gateway pays for a durable insert.
-const sqlitePragmas = "_pragma=busy_timeout(10000)&_pragma=journal_mode(WAL)&_pragma=synchronous(NORMAL)&_pragma=foreign_keys(1)&_pragma=temp_store(MEMORY)"
-
-// writerOptions are those of the store's one writer connection.
-const writerOptions = "&_pragma=cache_size(-16384)&_txlock=immediate"
-
 // baseline is the floor the gateway is measured against: the least a gin
 // service can do for a referral (parse its ServiceRequest with the FHIR
 // models, insert one row into SQLite in a transaction, on one writer
 // connection like the gateway's) and for any request at all (hello world).
 type baseline struct {
-	db *sql.DB
+	db          *sql.DB
+	checkpoints io.Closer // the store's checkpointer, as its writer does not checkpoint
 }
 
 // newBaseline opens a fresh SQLite database in dir.
@@ -52,7 +47,11 @@ func newBaseline(dir string) (*baseline, error) {
 		return nil, err
 	}
 	path := filepath.Join(dir, "baseline-"+hex.EncodeToString(mark[:])+".db")
-	db, err := sql.Open("sqlite", "file:"+path+"?"+sqlitePragmas+writerOptions)
+	// The store's writer connection, options and all, with the store's
+	// checkpointer beside it (gateway/store), so that the baseline pays
+	// what the gateway pays for a durable insert; and one of it, as SQLite
+	// has one write lock.
+	db, err := sql.Open("sqlite", store.SQLiteWriterDSN(path))
 	if err != nil {
 		return nil, fmt.Errorf("baseline: %w", err)
 	}
@@ -64,10 +63,17 @@ func newBaseline(dir string) (*baseline, error) {
 		db.Close()
 		return nil, fmt.Errorf("baseline: %w", err)
 	}
-	return &baseline{db: db}, nil
+	checkpoints, err := store.SQLiteCheckpointer(path)
+	if err != nil {
+		db.Close()
+		return nil, fmt.Errorf("baseline: %w", err)
+	}
+	return &baseline{db: db, checkpoints: checkpoints}, nil
 }
 
-func (b *baseline) Close() error { return b.db.Close() }
+// Close stops the checkpointer, then closes the database, as the store
+// does: its last connection checkpoints what is left.
+func (b *baseline) Close() error { return errors.Join(b.checkpoints.Close(), b.db.Close()) }
 
 // Handler is the baseline's router: gin with no middleware, as the gateway
 // builds its own.

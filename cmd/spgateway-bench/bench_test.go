@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"context"
+	"database/sql"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -10,6 +11,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -18,6 +20,8 @@ import (
 
 	"github.com/spgateway/spgateway/fhir"
 	"github.com/spgateway/spgateway/gateway"
+	"github.com/spgateway/spgateway/gateway/gatewaytest"
+	"github.com/spgateway/spgateway/gateway/store"
 	"github.com/spgateway/spgateway/gateway/store/storetest"
 	"github.com/spgateway/spgateway/mapping"
 )
@@ -33,27 +37,16 @@ func newGateway(t testing.TB, engine string) string {
 	base := "http://" + srv.Listener.Addr().String()
 	st := storetest.Open(t, engine, nil)
 	svc, err := gateway.NewService(gateway.Config{
-		Store:     st,
-		Outbox:    st,
-		Documents: mapping.Documents{},
-		Organizations: []gateway.Organization{
-			{Code: "A81001", Name: "Example Road Surgery", Kind: gateway.OrgPractice},
-			{Code: "A81002", Name: "Riverside Medical Group", Kind: gateway.OrgPractice},
-			{Code: "PRV01", Name: "Tyneside Link Workers", Kind: gateway.OrgProvider},
-			{Code: "PRV02", Name: "Riverside Community Connectors", Kind: gateway.OrgProvider},
-		},
-		Routing: []gateway.RoutingRule{{Practice: "A81001", Provider: "PRV01"}, {Practice: "A81002", Provider: "PRV02"}},
+		Store:         st,
+		Outbox:        st,
+		Documents:     mapping.Documents{},
+		Organizations: gatewaytest.Organizations(),
+		Routing:       gatewaytest.Routing(),
 	})
 	if err != nil {
 		t.Fatal(err)
 	}
-	keys := gateway.NewStaticKeys([]gateway.StaticKey{
-		{Key: "dev-practice-a81001", Principal: gateway.Principal{ClientID: "practice-a81001", Role: gateway.RolePractice, Org: "A81001"}},
-		{Key: "dev-practice-a81002", Principal: gateway.Principal{ClientID: "practice-a81002", Role: gateway.RolePractice, Org: "A81002"}},
-		{Key: "dev-provider-prv01", Principal: gateway.Principal{ClientID: "provider-prv01", Role: gateway.RoleProvider, Org: "PRV01"}},
-		{Key: "dev-provider-prv02", Principal: gateway.Principal{ClientID: "provider-prv02", Role: gateway.RoleProvider, Org: "PRV02"}},
-	})
-	h, err := fhir.NewServer(fhir.Config{BaseURL: base}, svc, keys)
+	h, err := fhir.NewServer(fhir.Config{BaseURL: base}, svc, gateway.NewStaticKeys(gatewaytest.Clients()))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -268,11 +261,11 @@ func TestReferralBuilder(t *testing.T) {
 		}
 		// The practice code really is replaced: A81002's Bundle is not
 		// A81001's to send.
-		status, resp := send(t, http.MethodPost, base+"/fhir", "dev-practice-a81001", tgt.referrals.Build("A81002"))
+		status, resp := send(t, http.MethodPost, base+"/fhir", gatewaytest.KeyA81001, tgt.referrals.Build("A81002"))
 		if status != http.StatusForbidden || !strings.Contains(string(resp), "ServiceRequest.requester") {
 			t.Errorf("another practice's Bundle: %d %s", status, resp)
 		}
-		if n := total(t, base, "/fhir/Task?owner=Organization/PRV02", "dev-provider-prv02"); n != 2 {
+		if n := total(t, base, "/fhir/Task?owner=Organization/PRV02", gatewaytest.KeyPRV02); n != 2 {
 			t.Errorf("PRV02 has %d Tasks, want 2 (routing by the practice code)", n)
 		}
 	})
@@ -315,7 +308,7 @@ func TestScenarios(t *testing.T) {
 			sane(t, r, n)
 			switch name {
 			case "intake":
-				got := total(t, base, "/fhir/ServiceRequest", "dev-practice-a81001") + total(t, base, "/fhir/ServiceRequest", "dev-practice-a81002")
+				got := total(t, base, "/fhir/ServiceRequest", gatewaytest.KeyA81001) + total(t, base, "/fhir/ServiceRequest", gatewaytest.KeyA81002)
 				if got != n {
 					t.Errorf("intake: %d referrals stored, want %d", got, n)
 				}
@@ -325,8 +318,8 @@ func TestScenarios(t *testing.T) {
 				}
 			case "update":
 				// Three updates a Task: 66 completed and the 67th accepted.
-				completed := total(t, base, "/fhir/Task?owner=Organization/PRV01&status=completed", "dev-provider-prv01") +
-					total(t, base, "/fhir/Task?owner=Organization/PRV02&status=completed", "dev-provider-prv02")
+				completed := total(t, base, "/fhir/Task?owner=Organization/PRV01&status=completed", gatewaytest.KeyPRV01) +
+					total(t, base, "/fhir/Task?owner=Organization/PRV02&status=completed", gatewaytest.KeyPRV02)
 				if completed < n/3-4 || completed > n/3 {
 					t.Errorf("update: %d Tasks completed by %d updates", completed, n)
 				}
@@ -562,14 +555,62 @@ func TestPeakRSS(t *testing.T) {
 }
 
 // TestBaselinePragmasAreTheStores: the baseline's SQLite pays what the
-// gateway's store pays, so a change to the store's pragmas must be made
-// here too.
+// gateway's store pays: its connection has the settings of the store's
+// writer (store.SQLiteWriterDSN, read back as the connection has them),
+// there is one of it, and the store's checkpointer copies its log back
+// into the database file, as the connection itself never does.
 func TestBaselinePragmasAreTheStores(t *testing.T) {
-	src, err := os.ReadFile("../../gateway/store/store.go")
+	dir := t.TempDir()
+	b, err := newBaseline(dir)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if !bytes.Contains(src, []byte(`"`+sqlitePragmas+`"`)) || !bytes.Contains(src, []byte(`"`+writerOptions+`"`)) || !bytes.Contains(src, []byte("w.SetMaxOpenConns(1)")) {
-		t.Errorf("gateway/store no longer opens SQLite with %s, a writer with %s and one writer: update the baseline", sqlitePragmas, writerOptions)
+	defer b.Close()
+	writer, err := sql.Open("sqlite", store.SQLiteWriterDSN(filepath.Join(t.TempDir(), "store.db")))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer writer.Close()
+	// The pragmas of the store's options, and those they leave as SQLite's
+	// defaults (a change there would differ too).
+	for _, pragma := range []string{"journal_mode", "synchronous", "busy_timeout", "foreign_keys", "temp_store", "cache_size",
+		"wal_autocheckpoint", "query_only"} {
+		var got, want string
+		if err := b.db.QueryRow("PRAGMA " + pragma).Scan(&got); err != nil {
+			t.Fatalf("baseline: PRAGMA %s: %v", pragma, err)
+		}
+		if err := writer.QueryRow("PRAGMA " + pragma).Scan(&want); err != nil {
+			t.Fatalf("store's writer: PRAGMA %s: %v", pragma, err)
+		}
+		if got != want {
+			t.Errorf("PRAGMA %s: the baseline has %s, the store's writer %s", pragma, got, want)
+		}
+	}
+	if n := b.db.Stats().MaxOpenConnections; n != 1 {
+		t.Errorf("the baseline has up to %d connections, want one writer like the store's", n)
+	}
+
+	// The table and a row reach the database file, which only a
+	// checkpoint writes to.
+	if err := b.insert(t.Context(), "r1", "REF-1", "active", []byte(`{}`)); err != nil {
+		t.Fatal(err)
+	}
+	files, err := filepath.Glob(filepath.Join(dir, "baseline-*.db"))
+	if err != nil || len(files) != 1 {
+		t.Fatalf("the baseline's database: %v, %v", files, err)
+	}
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		fi, err := os.Stat(files[0])
+		if err != nil {
+			t.Fatal(err)
+		}
+		if fi.Size() >= 3*4096 { // the header page, the table's and its key's
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the database file is %d bytes after 5s: the log is not checkpointed", fi.Size())
+		}
+		time.Sleep(50 * time.Millisecond)
 	}
 }

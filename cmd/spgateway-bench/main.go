@@ -13,6 +13,12 @@
 // Scenarios: baseline-hello, baseline-intake, intake, poll, update, mixed.
 // Run it from the repository root (it reads the referral fixture from
 // testdata/fixtures). It exits 1 when any request failed.
+//
+// It is the one package outside fhir/ and mapping/ that imports gin and the
+// FHIR models (as r4, in baseline.go), which STYLE.md keeps behind those
+// two: the baseline must be what a service would be without the gateway's
+// layers, built on the same libraries, or its rates would not be a floor
+// for the gateway's. The load itself goes over HTTP and uses neither.
 package main
 
 import (

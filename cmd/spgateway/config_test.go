@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/spgateway/spgateway/gateway"
+	"github.com/spgateway/spgateway/gateway/gatewaytest"
 	"github.com/spgateway/spgateway/gateway/store"
 )
 
@@ -59,50 +60,36 @@ func TestDevelopmentConfig(t *testing.T) {
 		t.Error("the development configuration relaxes the NHS number check")
 	}
 
-	wantOrgs := []gateway.Organization{
-		{Code: "A81001", Name: "Example Road Surgery", Kind: gateway.OrgPractice},
-		{Code: "A81002", Name: "Riverside Medical Group", Kind: gateway.OrgPractice},
-		{Code: "PRV01", Name: "Tyneside Link Workers", Kind: gateway.OrgProvider},
-		{Code: "PRV02", Name: "Riverside Community Connectors", Kind: gateway.OrgProvider},
-	}
-	if got := c.organizations(); !reflect.DeepEqual(got, wantOrgs) {
-		t.Errorf("organizations() = %+v\nwant %+v", got, wantOrgs)
+	// The organisations, routing and clients are those the tests use
+	// (gatewaytest), so the tests run against the development setup.
+	if got, want := c.organizations(), gatewaytest.Organizations(); !reflect.DeepEqual(got, want) {
+		t.Errorf("organizations() = %+v\nwant %+v", got, want)
 	}
 
 	// Routing is by practice only (SPEC 4.1).
 	rules := c.routingRules()
-	for _, tc := range []struct{ practice, postcode, want string }{
-		{"A81001", "NE4 5XX", "PRV01"},
-		{"A81002", "SW1A 1AA", "PRV02"},
-	} {
-		got, ok := gateway.Route(rules, gateway.RouteInput{Practice: tc.practice, Postcode: tc.postcode})
-		if !ok || got != tc.want {
-			t.Errorf("Route(%s) = %q, %v; want %q", tc.practice, got, ok, tc.want)
+	for _, r := range gatewaytest.Routing() {
+		for _, postcode := range []string{"NE4 5XX", "SW1A 1AA"} {
+			got, ok := gateway.Route(rules, gateway.RouteInput{Practice: r.Practice, Postcode: postcode})
+			if !ok || got != r.Provider {
+				t.Errorf("Route(%s, %s) = %q, %v; want %q", r.Practice, postcode, got, ok, r.Provider)
+			}
 		}
 	}
-	if len(rules) != 2 {
-		t.Errorf("%d routing rules, want 2: %+v", len(rules), rules)
+	if len(rules) != len(gatewaytest.Routing()) {
+		t.Errorf("%d routing rules, want %d: %+v", len(rules), len(gatewaytest.Routing()), rules)
 	}
 
 	// Every client of the SPEC 4.1 table authenticates with its key.
 	auth := gateway.NewStaticKeys(c.staticKeys())
-	for _, tc := range []struct {
-		key  string
-		want gateway.Principal
-	}{
-		{"dev-practice-a81001", gateway.Principal{ClientID: "practice-a81001", Role: gateway.RolePractice, Org: "A81001"}},
-		{"dev-practice-a81002", gateway.Principal{ClientID: "practice-a81002", Role: gateway.RolePractice, Org: "A81002"}},
-		{"dev-provider-prv01", gateway.Principal{ClientID: "provider-prv01", Role: gateway.RoleProvider, Org: "PRV01"}},
-		{"dev-provider-prv02", gateway.Principal{ClientID: "provider-prv02", Role: gateway.RoleProvider, Org: "PRV02"}},
-		{"dev-admin", gateway.Principal{ClientID: "admin", Role: gateway.RoleAdmin}},
-	} {
-		got, err := auth.Authenticate(context.Background(), tc.key)
-		if err != nil || got != tc.want {
-			t.Errorf("Authenticate(%q) = %+v, %v; want %+v", tc.key, got, err, tc.want)
+	for _, want := range gatewaytest.Clients() {
+		got, err := auth.Authenticate(context.Background(), want.Key)
+		if err != nil || got != want.Principal {
+			t.Errorf("Authenticate(%q) = %+v, %v; want %+v", want.Key, got, err, want.Principal)
 		}
 	}
-	if n := len(c.staticKeys()); n != 5 {
-		t.Errorf("%d static keys, want 5", n)
+	if n, want := len(c.staticKeys()), len(gatewaytest.Clients()); n != want {
+		t.Errorf("%d static keys, want %d", n, want)
 	}
 
 	if _, err := gateway.NewService(c.gatewayConfig(stubStore{})); err != nil {

@@ -27,6 +27,7 @@ import (
 
 	"github.com/spgateway/spgateway/adapters/webhook"
 	"github.com/spgateway/spgateway/gateway"
+	"github.com/spgateway/spgateway/gateway/gatewaytest"
 	"github.com/spgateway/spgateway/gateway/store"
 	"github.com/spgateway/spgateway/gateway/store/storetest"
 )
@@ -82,10 +83,10 @@ const (
 	nhsSystem       = "https://fhir.nhs.uk/Id/nhs-number"
 	crashSubHeader  = "Authorization: Bearer subscription-secret"
 	crashSubToken   = "Bearer subscription-secret"
-	crashProviderA  = "dev-provider-prv01"
-	crashProviderB  = "dev-provider-prv02"
-	crashPracticeA  = "dev-practice-a81001"
-	crashPracticeB  = "dev-practice-a81002"
+	crashProviderA  = gatewaytest.KeyPRV01
+	crashProviderB  = gatewaytest.KeyPRV02
+	crashPracticeA  = gatewaytest.KeyA81001
+	crashPracticeB  = gatewaytest.KeyA81002
 	referralFixture = "../../testdata/fixtures/referral-bundle.json"
 )
 

@@ -24,6 +24,7 @@ func TestImportDirection(t *testing.T) {
 			"github.com/XSAM/otelsql", "go.opentelemetry.io/otel/"}, // statement tracing wraps the drivers
 		mod + "gateway/oauth":           {mod + "gateway", "github.com/go-jose/go-jose/", "go.opentelemetry.io/otel/"},
 		mod + "gateway/store/storetest": {mod + "gateway/store", "github.com/jackc/pgx/"},
+		mod + "gateway/gatewaytest":     {mod + "gateway"},
 		mod + "mapping":                 {mod + "gateway", "github.com/samply/golang-fhir-models/", "github.com/tidwall/"},
 		mod + "fhir": {mod + "gateway", mod + "gateway/oauth", mod + "mapping", "github.com/gin-gonic/gin", "github.com/go-playground/validator/", "github.com/samply/golang-fhir-models/", "github.com/tidwall/",
 			"github.com/evanphx/json-patch/", // PATCH is an HTTP interaction

@@ -18,6 +18,7 @@ import (
 	"go.opentelemetry.io/otel/sdk/trace/tracetest"
 	"go.opentelemetry.io/otel/trace"
 
+	"github.com/spgateway/spgateway/gateway/gatewaytest"
 	"github.com/spgateway/spgateway/gateway/store/storetest"
 )
 
@@ -153,8 +154,8 @@ func testNoPatientDataInTelemetry(t *testing.T, engine string) {
 		return m
 	}
 	const (
-		practice = "dev-practice-a81001"
-		provider = "dev-provider-prv01"
+		practice = gatewaytest.KeyA81001
+		provider = gatewaytest.KeyPRV01
 		nhsQuery = "https://fhir.nhs.uk/Id/nhs-number|9434765919"
 	)
 	bundle, err := os.ReadFile(filepath.Join("..", "..", "testdata", "fixtures", "referral-bundle.json"))

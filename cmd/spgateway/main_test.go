@@ -14,6 +14,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/spgateway/spgateway/gateway/gatewaytest"
 )
 
 // syncBuffer is a log sink the server goroutine and the test share.
@@ -135,7 +137,7 @@ func postReferral(t *testing.T, base string) {
 		t.Fatal(err)
 	}
 	req, _ := http.NewRequest("POST", base+"/fhir", bytes.NewReader(body))
-	req.Header.Set("Authorization", "Bearer dev-practice-a81001")
+	req.Header.Set("Authorization", "Bearer "+gatewaytest.KeyA81001)
 	req.Header.Set("Content-Type", "application/fhir+json")
 	res, err := http.DefaultClient.Do(req)
 	if err != nil {

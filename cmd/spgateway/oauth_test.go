@@ -119,6 +119,9 @@ oauth: {signing_keys: [{id: gw, private_key_file: gw.pem}]}`, nil,
 		{"two active signing keys", "development", `
 oauth: {signing_keys: [{id: a, private_key_file: gw.pem, active: true}, {id: b, private_key_file: gw.pem, active: true}]}`, nil,
 			[]string{`oauth.signing_keys[1].active: only one key may be active, and key "a" already is`}},
+		{"two signing keys with one id", "development", `
+oauth: {signing_keys: [{id: gw, private_key_file: gw.pem, active: true}, {id: gw, private_key_env: SPGATEWAY_GW_KEY}]}`, map[string]string{"SPGATEWAY_GW_KEY": string(ecPriv)},
+			[]string{`oauth.signing_keys[1].id: "gw" is already the id of oauth.signing_keys[0]`}},
 		{"a signing key from an unset variable", "development", `
 oauth: {signing_keys: [{id: a, private_key_env: SPGATEWAY_GW_KEY, active: true}]}`, nil,
 			[]string{"oauth.signing_keys[0].private_key_env: the environment variable SPGATEWAY_GW_KEY is not set"}},

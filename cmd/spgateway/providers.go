@@ -3,7 +3,6 @@ package main
 import (
 	"fmt"
 	"maps"
-	"net/url"
 	"path/filepath"
 	"regexp"
 	"slices"
@@ -246,9 +245,11 @@ func (c *Config) checkURL(ps *problems, path, s string) {
 		ps.add(path, msgRequired)
 		return
 	}
-	u, err := url.Parse(s)
+	// The adapters' own check (gateway.ParseHTTPURL), so that what passes
+	// here is what they take.
+	u, err := gateway.ParseHTTPURL(s)
 	switch {
-	case err != nil || u.Host == "" || (u.Scheme != "http" && u.Scheme != "https"):
+	case err != nil:
 		ps.add(path, "must be an absolute http or https URL")
 	case u.User != nil:
 		ps.add(path, "must not hold credentials: use secret_env or token_env")

@@ -276,6 +276,8 @@ func TestProviderConfigErrors(t *testing.T) {
 				"config: providers[1].delivery.base_url: must not hold credentials: use secret_env or token_env",
 			},
 			never: []string{"user:pw"}},
+		{name: "a port without a host", env: map[string]string{"S": testSecret}, providers: prv01 + "    case_record: {fields: [case_id]}\n    delivery: {adapter: webhook, url: \"https://:8443/in\", secret_env: S}\n" + prv02Plain,
+			want: []string{"config: providers[0].delivery.url: must be an absolute http or https URL"}},
 		{name: "http in production", prod: true, env: map[string]string{"S": testSecret}, providers: prv01 + "    case_record: {fields: [case_id]}\n    delivery: {adapter: webhook, url: \"http://x.example\", secret_env: S}\n" + prv02Plain,
 			want: []string{"config: providers[0].delivery.url: must be https in production: deliveries carry patient data"}},
 		{name: "settings of another adapter", providers: prv01 + "    case_record: {fields: [case_id]}\n    delivery: {adapter: filedrop, directory: " + dir + ", url: \"https://x.example\", token_env: T, timeout: 5s}\n" + prv02Plain,

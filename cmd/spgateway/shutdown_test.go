@@ -13,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/spgateway/spgateway/gateway/gatewaytest"
 	"github.com/spgateway/spgateway/gateway/store/storetest"
 )
 
@@ -66,7 +67,7 @@ func testShutdownStopsDeliveringAtSignal(t *testing.T, engine string) {
 	pr, pw := io.Pipe()
 	req, _ := http.NewRequest("POST", base+"/fhir", pr)
 	req.ContentLength = int64(len(second))
-	req.Header.Set("Authorization", "Bearer dev-practice-a81001")
+	req.Header.Set("Authorization", "Bearer "+gatewaytest.KeyA81001)
 	req.Header.Set("Content-Type", "application/fhir+json")
 	answered := make(chan int, 1)
 	go func() {

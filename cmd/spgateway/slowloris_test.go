@@ -7,6 +7,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/spgateway/spgateway/gateway/gatewaytest"
 )
 
 // TestSlowClientsAreCutOff runs serve with short timeouts: a client that
@@ -26,7 +28,7 @@ func TestSlowClientsAreCutOff(t *testing.T) {
 	addr := strings.TrimPrefix(base, "http://")
 	head := "GET /healthz HTTP/1.1\r\nHost: " + addr + "\r\nX-Padding: " + strings.Repeat("a", 40) + "\r\n\r\n"
 	body := strings.Repeat("x", 200)
-	post := "POST /fhir HTTP/1.1\r\nHost: " + addr + "\r\nAuthorization: Bearer dev-practice-a81001\r\n" +
+	post := "POST /fhir HTTP/1.1\r\nHost: " + addr + "\r\nAuthorization: Bearer " + gatewaytest.KeyA81001 + "\r\n" +
 		"Content-Type: application/fhir+json\r\nContent-Length: 200\r\n\r\n"
 	for _, tc := range []struct {
 		name    string

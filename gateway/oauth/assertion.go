@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"time"
 
-	"github.com/go-jose/go-jose/v4"
 	"github.com/go-jose/go-jose/v4/jwt"
 
 	"github.com/spgateway/spgateway/gateway"
@@ -20,18 +19,7 @@ const AssertionLifetime = 2 * time.Minute
 // lifetime later, signed with key (RS256 for RSA, ES256 for P-256) under kid
 // (the key's thumbprint when empty, as MarshalJWKS registers it).
 func SignAssertion(key crypto.Signer, kid, clientID, aud string, now time.Time, lifetime time.Duration) (string, error) {
-	alg, err := keyAlg(key)
-	if err != nil {
-		return "", fmt.Errorf("oauth.SignAssertion: %w", err)
-	}
-	if kid == "" {
-		if kid, err = Thumbprint(key.Public()); err != nil {
-			return "", fmt.Errorf("oauth.SignAssertion: %w", err)
-		}
-	}
-	signer, err := jose.NewSigner(
-		jose.SigningKey{Algorithm: jose.SignatureAlgorithm(alg), Key: jose.JSONWebKey{Key: key, KeyID: kid}},
-		(&jose.SignerOptions{}).WithType("JWT"))
+	signer, err := newSigner(key, kid, "JWT")
 	if err != nil {
 		return "", fmt.Errorf("oauth.SignAssertion: %w", err)
 	}

@@ -80,6 +80,23 @@ func publicJWK(pub crypto.PublicKey, kid string) (jose.JSONWebKey, error) {
 	return jose.JSONWebKey{Key: pub, KeyID: kid, Algorithm: alg, Use: "sig"}, nil
 }
 
+// newSigner signs tokens of type typ with key, under kid (the thumbprint
+// when empty) and the one algorithm the key may be used with: the same
+// checks and kid as its publicJWK, so what it signs verifies against the
+// key as published.
+func newSigner(key crypto.Signer, kid string, typ jose.ContentType) (jose.Signer, error) {
+	if key == nil {
+		return nil, errors.New("no key")
+	}
+	jwk, err := publicJWK(key.Public(), kid)
+	if err != nil {
+		return nil, err
+	}
+	return jose.NewSigner(
+		jose.SigningKey{Algorithm: jose.SignatureAlgorithm(jwk.Algorithm), Key: jose.JSONWebKey{Key: key, KeyID: jwk.KeyID}},
+		(&jose.SignerOptions{}).WithType(typ))
+}
+
 // ParsePublicKeyPEM reads one PEM public key ("PUBLIC KEY" or "RSA PUBLIC
 // KEY") and returns it as a JWK with kid, or its thumbprint when kid is
 // empty. It refuses keys other than RSA ≥ 2048 bits and EC P-256.
@@ -238,18 +255,18 @@ func NewKeys(keys []SigningKey, active string) (*Keys, error) {
 		if _, dup := ks.verify[k.ID]; dup {
 			return nil, fmt.Errorf("oauth.NewKeys: key id %q is given twice", k.ID)
 		}
-		alg, err := keyAlg(k.Key)
+		if k.Key == nil {
+			return nil, fmt.Errorf("oauth.NewKeys: key %q: no key", k.ID)
+		}
+		jwk, err := publicJWK(k.Key.Public(), k.ID)
 		if err != nil {
 			return nil, fmt.Errorf("oauth.NewKeys: key %q: %w", k.ID, err)
 		}
-		ks.verify[k.ID] = jose.JSONWebKey{Key: k.Key.Public(), KeyID: k.ID, Algorithm: alg, Use: "sig"}
+		ks.verify[k.ID] = jwk
 		if k.ID != active {
 			continue
 		}
-		ks.signer, err = jose.NewSigner(
-			jose.SigningKey{Algorithm: jose.SignatureAlgorithm(alg), Key: jose.JSONWebKey{Key: k.Key, KeyID: k.ID}},
-			(&jose.SignerOptions{}).WithType(accessTokenType))
-		if err != nil {
+		if ks.signer, err = newSigner(k.Key, k.ID, accessTokenType); err != nil {
 			return nil, fmt.Errorf("oauth.NewKeys: key %q: %w", k.ID, err)
 		}
 	}

@@ -2,6 +2,7 @@ package oauth
 
 import (
 	"context"
+	"crypto"
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/rand"
@@ -9,6 +10,7 @@ import (
 	"encoding/json"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/go-jose/go-jose/v4"
 
@@ -139,6 +141,54 @@ func TestRegisteredKeys(t *testing.T) {
 		}
 		if k, err := ParsePrivateKeyPEM(privPEM); err != nil || !k.Public().(*ecdsa.PublicKey).Equal(&p256.PublicKey) {
 			t.Errorf("a P-256 signing key: %v", err)
+		}
+		if _, err := NewKeys([]SigningKey{{ID: "a"}}, "a"); err == nil || !strings.Contains(err.Error(), "no key") {
+			t.Errorf("a signing key without its key: %v", err)
+		}
+	})
+
+	// A client's assertion is signed under the kid and algorithm its key
+	// is registered with (MarshalJWKS, ParseJWKS): the two share the
+	// key's checks, so they cannot disagree.
+	t.Run("assertions", func(t *testing.T) {
+		for _, tc := range []struct {
+			name string
+			key  crypto.Signer
+			kid  string
+		}{
+			{"P-256, kid by thumbprint", p256, ""},
+			{"RSA 2048, kid given", rsa2048, "client-key-1"},
+		} {
+			t.Run(tc.name, func(t *testing.T) {
+				set, err := MarshalJWKS(tc.key, tc.kid)
+				if err != nil {
+					t.Fatal(err)
+				}
+				registered, err := ParseJWKS(set)
+				if err != nil || len(registered) != 1 {
+					t.Fatalf("ParseJWKS = %v, %v", registered, err)
+				}
+				a, err := SignAssertion(tc.key, tc.kid, "c1", "https://gw.test"+TokenPath, time.Now(), time.Minute)
+				if err != nil {
+					t.Fatal(err)
+				}
+				jws, err := jose.ParseSignedCompact(a, allowedAlgs)
+				if err != nil {
+					t.Fatal(err)
+				}
+				h := jws.Signatures[0].Header
+				if h.KeyID != registered[0].KeyID || h.Algorithm != registered[0].Algorithm {
+					t.Errorf("signed under kid %q, %s; registered as %q, %s", h.KeyID, h.Algorithm, registered[0].KeyID, registered[0].Algorithm)
+				}
+				if _, err := jws.Verify(registered[0].Key); err != nil {
+					t.Errorf("the assertion does not verify with the registered key: %v", err)
+				}
+			})
+		}
+		for _, key := range []crypto.Signer{nil, rsa1024, p384} {
+			if _, err := SignAssertion(key, "", "c1", "https://gw.test"+TokenPath, time.Now(), time.Minute); err == nil {
+				t.Errorf("SignAssertion with a %T key: no error", key)
+			}
 		}
 	})
 }

@@ -3,6 +3,7 @@ package store
 import (
 	"context"
 	"database/sql"
+	"io"
 	"sync"
 	"time"
 )
@@ -60,6 +61,17 @@ func (c *checkpointer) run() {
 		}
 	}
 }
+
+// SQLiteCheckpointer starts, for the SQLite file at path, the checkpointer
+// a store runs beside its writer, whose connection (SQLiteWriterDSN) never
+// checkpoints. It is exported for the bench's baseline, which must pay what
+// the store pays; Close stops it.
+func SQLiteCheckpointer(path string) (io.Closer, error) {
+	return startCheckpointer(sqliteDSN(path))
+}
+
+// Close is close, for SQLiteCheckpointer's callers.
+func (c *checkpointer) Close() error { return c.close() }
 
 // close stops the checkpointer and closes its connection, once; the
 // store's last connection to close checkpoints what is left.

@@ -123,18 +123,8 @@ func connect(cfg Config) (*Store, error) {
 				return nil, fmt.Errorf("store.Open: %w", err)
 			}
 		}
-		// temp_store(MEMORY) keeps statement journals (which a multi-row
-		// insert inside a transaction writes, to undo itself alone) off
-		// the disk; it does not touch the database's own journal, so
-		// durability is unchanged.
-		const opts = "_pragma=busy_timeout(10000)&_pragma=journal_mode(WAL)&_pragma=synchronous(NORMAL)&_pragma=foreign_keys(1)&_pragma=temp_store(MEMORY)"
-		s.sqliteDSN = "file:" + path + "?" + opts
-		// The writer's page cache is 16 MiB, not 2: a batch of audit
-		// events touches more pages than 2 MiB holds, and a cache that
-		// fills spills pages into the WAL in the middle of the transaction.
-		// Its commits never checkpoint: the checkpointer does, on its own
-		// connection.
-		w, err := open(cfg, "sqlite", s.sqliteDSN+"&_pragma=cache_size(-16384)&_pragma=wal_autocheckpoint(0)&_txlock=immediate")
+		s.sqliteDSN = sqliteDSN(path)
+		w, err := open(cfg, "sqlite", SQLiteWriterDSN(path))
 		if err != nil {
 			return nil, fmt.Errorf("store.Open: %w", err)
 		}
@@ -143,7 +133,7 @@ func connect(cfg Config) (*Store, error) {
 		w.SetMaxOpenConns(1)
 		w.SetMaxIdleConns(1)
 		w.SetConnMaxLifetime(0)
-		r, err := open(cfg, "sqlite", "file:"+path+"?"+opts+"&_pragma=query_only(1)")
+		r, err := open(cfg, "sqlite", sqliteDSN(path)+"&_pragma=query_only(1)")
 		if err != nil {
 			w.Close()
 			return nil, fmt.Errorf("store.Open: %w", err)
@@ -167,6 +157,30 @@ func connect(cfg Config) (*Store, error) {
 		return nil, fmt.Errorf("store.Open: unknown driver %q (want %s or %s)", cfg.Driver, DriverSQLite, DriverPostgres)
 	}
 	return s, nil
+}
+
+// sqliteOptions are the connection options of every connection to the
+// SQLite file. temp_store(MEMORY) keeps statement journals (which a
+// multi-row insert inside a transaction writes, to undo itself alone) off
+// the disk; it does not touch the database's own journal, so durability is
+// unchanged.
+const sqliteOptions = "_pragma=busy_timeout(10000)&_pragma=journal_mode(WAL)&_pragma=synchronous(NORMAL)&_pragma=foreign_keys(1)&_pragma=temp_store(MEMORY)"
+
+func sqliteDSN(path string) string { return "file:" + path + "?" + sqliteOptions }
+
+// SQLiteWriterDSN is the connection string (for the modernc.org/sqlite
+// driver) of the store's one writer connection to the SQLite file at path:
+// WAL, synchronous NORMAL, a busy timeout, foreign keys, statement journals
+// in memory, a 16 MiB page cache, no checkpoints of its own (a writer needs
+// SQLiteCheckpointer beside it) and BEGIN IMMEDIATE. It is exported for the
+// bench's baseline, which must pay what the store pays for a durable
+// insert.
+func SQLiteWriterDSN(path string) string {
+	// The writer's page cache is 16 MiB, not 2: a batch of audit events
+	// touches more pages than 2 MiB holds, and a cache that fills spills
+	// pages into the WAL in the middle of the transaction. Its commits
+	// never checkpoint: the checkpointer does, on its own connection.
+	return sqliteDSN(path) + "&_pragma=cache_size(-16384)&_pragma=wal_autocheckpoint(0)&_txlock=immediate"
 }
 
 // open opens a connection pool of driverName, wrapped in otelsql when cfg has a

@@ -273,14 +273,16 @@ func tokens(x gateway.Index) []token {
 // DuePROMs marks a follow-up once: a Task one of whose versions was marked
 // for the same due date is not due again when the provider has since moved
 // its businessStatus on (a contact attempt while chasing the PROM, say).
+// The versions looked at include the current one, so a Task marked now is
+// not due either. prom_due IS NOT NULL, which prom_due <= ? implies, is
+// the condition of the partial index resource_prom_due.
 func (v *view) DuePROMs(ctx context.Context, now time.Time, limit int) ([]gateway.Resource, error) {
 	var rows []row
 	err := v.selectAll(ctx, &rows, `SELECT `+rowColumns+` FROM resource_versions v
 		WHERE v.type = 'Task' AND v.superseded_seq IS NULL AND v.prom_due IS NOT NULL AND v.prom_due <= ?
-		AND v.proms_done >= 1 AND (v.business_status IS NULL OR v.business_status <> 'follow-up-prom-due')
-		AND v.status IN ('accepted', 'in-progress', 'on-hold')
+		AND v.proms_done >= 1 AND v.status IN ('accepted', 'in-progress', 'on-hold')
 		AND NOT EXISTS (SELECT 1 FROM resource_versions m
-			WHERE m.referral_id = v.referral_id AND m.type = 'Task' AND m.id = v.id
+			WHERE m.type = 'Task' AND m.id = v.id
 			AND m.prom_due = v.prom_due AND m.business_status = 'follow-up-prom-due')
 		ORDER BY v.prom_due LIMIT ?`, now.UnixMicro(), limit)
 	if err != nil {

@@ -3,6 +3,8 @@
 package outbound
 
 import (
+	"context"
+	"errors"
 	"fmt"
 	"net"
 	"net/http"
@@ -63,4 +65,18 @@ func client(rt http.RoundTripper, tp trace.TracerProvider) *http.Client {
 // credentials or query a URL may carry.
 func Shown(u *url.URL) string {
 	return (&url.URL{Scheme: u.Scheme, Host: u.Host, Path: u.Path}).String()
+}
+
+// Cause turns a failed exchange's error into what went wrong, without the
+// request's URL (which errors show only as Shown), saying so when the
+// delivery ran out of time: ctx is the delivery's, bounded by timeout.
+func Cause(ctx context.Context, err error, timeout time.Duration) error {
+	if errors.Is(ctx.Err(), context.DeadlineExceeded) {
+		return fmt.Errorf("no answer within %s: %w", timeout, context.DeadlineExceeded)
+	}
+	var uerr *url.Error
+	if errors.As(err, &uerr) {
+		return uerr.Err
+	}
+	return err
 }

@@ -1,6 +1,7 @@
 package outbound
 
 import (
+	"context"
 	"errors"
 	"net"
 	"net/http"
@@ -10,6 +11,7 @@ import (
 	"sync"
 	"sync/atomic"
 	"testing"
+	"time"
 
 	sdktrace "go.opentelemetry.io/otel/sdk/trace"
 	"go.opentelemetry.io/otel/sdk/trace/tracetest"
@@ -28,6 +30,27 @@ func TestShown(t *testing.T) {
 		if got := Shown(u); got != want {
 			t.Errorf("Shown(%s) = %s, want %s", in, got, want)
 		}
+	}
+}
+
+// TestCause: a timed-out delivery says so, with the timeout; any other
+// failure is the network's error without the request's URL.
+func TestCause(t *testing.T) {
+	refused := &net.OpError{Op: "dial", Net: "tcp", Err: errors.New("connection refused")}
+	uerr := &url.Error{Op: "Post", URL: "https://hooks.example/in?token=abc", Err: refused}
+
+	if got := Cause(context.Background(), uerr, time.Second); got != error(refused) {
+		t.Errorf("Cause of a url.Error = %v, want the error it wraps", got)
+	}
+	if got := Cause(context.Background(), refused, time.Second); got != error(refused) {
+		t.Errorf("Cause of another error = %v, want it as it is", got)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), time.Nanosecond)
+	defer cancel()
+	<-ctx.Done()
+	got := Cause(ctx, uerr, 250*time.Millisecond)
+	if !errors.Is(got, context.DeadlineExceeded) || got.Error() != "no answer within 250ms: context deadline exceeded" {
+		t.Errorf("Cause after the deadline = %v", got)
 	}
 }
 
