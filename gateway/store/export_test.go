@@ -3,6 +3,7 @@ package store
 import (
 	"database/sql"
 	"io/fs"
+	"time"
 
 	"github.com/pressly/goose/v3"
 )
@@ -23,3 +24,12 @@ func NewMigrationProvider(driver string, db *sql.DB) (*goose.Provider, error) {
 
 // Commits counts the transactions the SQLite group committer has committed.
 func (s *Store) Commits() int64 { return s.group.commits.Load() }
+
+// SetCheckpoints sets how often the checkpointer runs and the log length
+// past which the writer restarts the log, for the test's duration (stores
+// opened after the call).
+func SetCheckpoints(t interface{ Cleanup(func()) }, every time.Duration, pages int) {
+	oldEvery, oldPages := checkpointEvery, restartAbove
+	checkpointEvery, restartAbove = every, pages
+	t.Cleanup(func() { checkpointEvery, restartAbove = oldEvery, oldPages })
+}

@@ -111,8 +111,21 @@ func (c *committer) run() {
 				break more
 			}
 		}
+		c.restartLog()
 		c.commit(group)
 	}
+}
+
+// restartLog runs, when the checkpointer asks for it, a RESTART checkpoint
+// on the writer between two transactions (see checkpointer). It is bounded
+// by a timeout; if it fails, the checkpointer asks again.
+func (c *committer) restartLog() {
+	if c.s.checkpoints == nil || !c.s.checkpoints.restartDue.CompareAndSwap(true, false) {
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	_, _ = c.s.writer.ExecContext(ctx, `PRAGMA wal_checkpoint(RESTART)`)
 }
 
 // close stops taking writes, once the group under way is answered.
