@@ -129,12 +129,7 @@ func TestReassignCaseload(t *testing.T) {
 	storetest.Each(t, func(t *testing.T, engine string) {
 		g := newGateway(t, engine)
 		const n = 200
-		var open []string
-		for i := range n {
-			ref := newReferral(t, g, fmt.Sprintf("LW-%d", i))
-			g.mustChange(t, ref.task, keyPRV01, linkWorker(linkWorkers, "LW-17"))
-			open = append(open, ref.task)
-		}
+		open := caseload(t, g, "LW", "LW-17", n)
 		closed := newReferral(t, g, "LW-CLOSED")
 		g.mustChange(t, closed.task, keyPRV01, linkWorker(linkWorkers, "LW-17"))
 		g.mustChange(t, closed.task, keyPRV01, setStatusWithReason("rejected", "no-capacity", ""))
