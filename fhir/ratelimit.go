@@ -35,13 +35,15 @@ type clientLimiter struct {
 	now     func() time.Time
 	mu      sync.Mutex
 	clients map[string]*rate.Limiter
+	sweepAt int // the next sweep's size: sweeps cost the map, so they come ever further apart
+	sweeps  int // how many there have been, for tests
 }
 
 func newClientLimiter(perSecond float64, burst int, now func() time.Time) *clientLimiter {
 	if perSecond <= 0 {
 		return nil
 	}
-	return &clientLimiter{limit: rate.Limit(perSecond), burst: max(burst, 1), now: now, clients: map[string]*rate.Limiter{}}
+	return &clientLimiter{limit: rate.Limit(perSecond), burst: max(burst, 1), now: now, clients: map[string]*rate.Limiter{}, sweepAt: sweepAbove}
 }
 
 // take spends one of key's tokens, or returns how long until one is there
@@ -85,7 +87,8 @@ func (l *clientLimiter) bucket(key string, now time.Time) *rate.Limiter {
 	if lim, ok := l.clients[key]; ok {
 		return lim
 	}
-	if len(l.clients) >= sweepAbove {
+	if len(l.clients) >= l.sweepAt {
+		l.sweeps++
 		for id, other := range l.clients {
 			if other.TokensAt(now) >= float64(l.burst) {
 				delete(l.clients, id)
@@ -94,6 +97,10 @@ func (l *clientLimiter) bucket(key string, now time.Time) *rate.Limiter {
 		if len(l.clients) >= holdAtMost {
 			clear(l.clients)
 		}
+		// The next sweep when the map has doubled: a flood of new keys
+		// whose buckets are not full costs each a share of one sweep,
+		// not a sweep each.
+		l.sweepAt = min(max(sweepAbove, 2*len(l.clients)), holdAtMost)
 	}
 	lim := rate.NewLimiter(l.limit, l.burst)
 	l.clients[key] = lim
